@@ -1,0 +1,455 @@
+//! The Worker's configuration: wrangler.toml `[vars]` into a typed [`Config`].
+//!
+//! Parsing never fails as a whole. A bad value is recorded as a [`ConfigError`]
+//! naming its key, and the key takes its closed value (the one that grants the
+//! least); while any error stands, consent is locked down to the strict group
+//! (see [`Config::locked_down`]) and `/healthz` answers 503.
+
+use crate::categories::{self, GroupMap};
+use std::fmt;
+
+/// Every configuration key, its default, and what it does: the one list that
+/// the README's reference is checked against.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    (
+        "WRITE_KEYS",
+        "(required)",
+        "comma-separated Segment write keys this Worker serves; anything else is refused",
+    ),
+    ("PATH_PREFIX", "/edge", "path prefix of every route"),
+    (
+        "MODE",
+        "both",
+        "what the proxy stamps on events: integrations, context or both",
+    ),
+    (
+        "CONSENT_MODEL",
+        "opt-in",
+        "default without a usable OneTrust cookie: opt-in, opt-out or geo",
+    ),
+    (
+        "STRICT_GROUP",
+        "C0001",
+        "the strictly necessary group, always granted",
+    ),
+    (
+        "GPC_GROUPS",
+        "C0004",
+        "comma-separated groups a Global Privacy Control signal denies",
+    ),
+    (
+        "CATEGORY_MAP",
+        "{}",
+        "JSON: Segment category to group id(s), merged over the default table",
+    ),
+    (
+        "DESTINATION_MAP",
+        "{}",
+        "JSON: destination name or creationName to group id(s)",
+    ),
+    (
+        "ALL_DEFAULT",
+        "false",
+        "whether destinations that map to no group are enabled",
+    ),
+    (
+        "OPT_IN",
+        "true",
+        "whether events are collected by Segment at all (the Segment.io key)",
+    ),
+    (
+        "COLLECTION_GROUP",
+        "",
+        "if set, collection also requires this group",
+    ),
+    (
+        "SEGMENT_CDN",
+        "https://cdn.segment.com",
+        "Segment CDN origin (analytics.js, settings, Projects API)",
+    ),
+    (
+        "SEGMENT_API",
+        "https://api.segment.io",
+        "Segment tracking API origin; EU: https://events.eu1.segmentapis.com",
+    ),
+    (
+        "ALLOWED_ORIGINS",
+        "",
+        "comma-separated origins allowed to post events; empty: the request's own origin",
+    ),
+];
+
+/// How the proxy stamps consent on events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Only the `integrations` object.
+    Integrations,
+    /// Only `context.consent` (for Destination Filters and Segment Consent Management).
+    Context,
+    /// Both.
+    Both,
+}
+
+impl Mode {
+    pub fn stamps_integrations(self) -> bool {
+        matches!(self, Mode::Integrations | Mode::Both)
+    }
+
+    pub fn stamps_context(self) -> bool {
+        matches!(self, Mode::Context | Mode::Both)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Integrations => "integrations",
+            Mode::Context => "context",
+            Mode::Both => "both",
+        }
+    }
+}
+
+/// What applies without a usable OneTrust cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentModel {
+    OptIn,
+    OptOut,
+    /// Opt-in in the EU/EEA, UK and CH (and when the country is unknown), opt-out elsewhere.
+    Geo,
+}
+
+/// A configuration value that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    Missing {
+        key: &'static str,
+    },
+    Invalid {
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    BadMap {
+        key: &'static str,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    pub fn key(&self) -> &'static str {
+        match self {
+            ConfigError::Missing { key }
+            | ConfigError::Invalid { key, .. }
+            | ConfigError::BadMap { key, .. } => key,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Missing { key } => write!(f, "{key} is required but not set"),
+            ConfigError::Invalid {
+                key,
+                value,
+                expected,
+            } => {
+                write!(f, "{key} = {value:?} is not valid: expected {expected}")
+            }
+            ConfigError::BadMap { key, reason } => write!(f, "{key} is not a valid map: {reason}"),
+        }
+    }
+}
+
+/// The parsed configuration. Built once per isolate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub write_keys: Vec<String>,
+    pub path_prefix: String,
+    pub mode: Mode,
+    pub consent_model: ConsentModel,
+    pub strict_group: String,
+    pub gpc_groups: Vec<String>,
+    /// The default category table with `CATEGORY_MAP` merged over it.
+    pub category_map: GroupMap,
+    pub destination_map: GroupMap,
+    pub all_default: bool,
+    pub opt_in: bool,
+    pub collection_group: Option<String>,
+    /// `None` while the configured value is broken: those routes answer 503
+    /// rather than send anything to a host nobody chose (EU data to the US).
+    pub segment_cdn: Option<String>,
+    pub segment_api: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub errors: Vec<ConfigError>,
+}
+
+impl Default for Config {
+    /// The documented defaults, with no write key.
+    fn default() -> Self {
+        Config::from_vars(|_| None)
+    }
+}
+
+impl Config {
+    /// Reads every key through `var` (`None` = not set). Non-string `[vars]`
+    /// values (TOML booleans, tables) arrive as their JSON text.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Config {
+        let mut errors = Vec::new();
+        let read = |key: &'static str| {
+            var(key)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .map(|v| (key, v))
+        };
+
+        let write_keys = match read("WRITE_KEYS") {
+            None => {
+                errors.push(ConfigError::Missing { key: "WRITE_KEYS" });
+                Vec::new()
+            }
+            Some((key, raw)) => list(&raw)
+                .into_iter()
+                .filter(|wk| {
+                    let ok = is_write_key(wk);
+                    if !ok {
+                        errors.push(ConfigError::Invalid {
+                            key,
+                            value: wk.clone(),
+                            expected: "write keys of letters, digits, '-' and '_'",
+                        });
+                    }
+                    ok
+                })
+                .collect(),
+        };
+
+        let path_prefix = match read("PATH_PREFIX") {
+            None => "/edge".to_owned(),
+            Some((key, raw)) => {
+                let trimmed = raw.trim_end_matches('/').to_owned();
+                if is_path_prefix(&trimmed) {
+                    trimmed
+                } else {
+                    errors.push(ConfigError::Invalid {
+                        key,
+                        value: raw,
+                        expected: "a path like /edge (letters, digits, '-', '_', '/')",
+                    });
+                    "/edge".to_owned()
+                }
+            }
+        };
+
+        let mode = choice(
+            read("MODE"),
+            &[
+                ("integrations", Mode::Integrations),
+                ("context", Mode::Context),
+                ("both", Mode::Both),
+            ],
+            Mode::Both,
+            Mode::Both,
+            "integrations, context or both",
+            &mut errors,
+        );
+        let consent_model = choice(
+            read("CONSENT_MODEL"),
+            &[
+                ("opt-in", ConsentModel::OptIn),
+                ("opt-out", ConsentModel::OptOut),
+                ("geo", ConsentModel::Geo),
+            ],
+            ConsentModel::OptIn,
+            ConsentModel::OptIn,
+            "opt-in, opt-out or geo",
+            &mut errors,
+        );
+        let strict_group = read("STRICT_GROUP").map_or_else(|| "C0001".to_owned(), |(_, v)| v);
+        let gpc_groups =
+            read("GPC_GROUPS").map_or_else(|| vec!["C0004".to_owned()], |(_, v)| list(&v));
+
+        let mut category_map = categories::default_category_map();
+        if let Some((key, raw)) = read("CATEGORY_MAP") {
+            match categories::parse_category_map(&raw) {
+                Ok(custom) => category_map.merge(custom),
+                Err(reason) => errors.push(ConfigError::BadMap { key, reason }),
+            }
+        }
+        let destination_map = match read("DESTINATION_MAP") {
+            None => GroupMap::default(),
+            Some((key, raw)) => categories::parse_group_map(&raw).unwrap_or_else(|reason| {
+                errors.push(ConfigError::BadMap { key, reason });
+                GroupMap::default()
+            }),
+        };
+
+        let all_default = boolean(read("ALL_DEFAULT"), false, &mut errors);
+        let opt_in = boolean(read("OPT_IN"), true, &mut errors);
+        let collection_group = read("COLLECTION_GROUP").map(|(_, v)| v);
+        let segment_cdn = origin(read("SEGMENT_CDN"), "https://cdn.segment.com", &mut errors);
+        let segment_api = origin(read("SEGMENT_API"), "https://api.segment.io", &mut errors);
+        let allowed_origins = read("ALLOWED_ORIGINS")
+            .map(|(key, raw)| {
+                list(&raw)
+                    .into_iter()
+                    .filter_map(|o| {
+                        let normalized = o.trim_end_matches('/').to_ascii_lowercase();
+                        if is_origin(&normalized) {
+                            Some(normalized)
+                        } else {
+                            errors.push(ConfigError::Invalid {
+                                key,
+                                value: o,
+                                expected: "origins like https://www.example.com",
+                            });
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        Config {
+            write_keys,
+            path_prefix,
+            mode,
+            consent_model,
+            strict_group,
+            gpc_groups,
+            category_map,
+            destination_map,
+            // A broken ALL_DEFAULT enables nothing unmapped; a broken OPT_IN
+            // collects nothing: closed.
+            all_default: all_default.unwrap_or(false),
+            opt_in: opt_in.unwrap_or(false),
+            collection_group,
+            segment_cdn,
+            segment_api,
+            allowed_origins,
+            errors,
+        }
+    }
+
+    /// While any value is broken, every destination is disabled and only the
+    /// strict group is granted, whatever the cookie says.
+    pub fn locked_down(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    pub fn knows_write_key(&self, write_key: &str) -> bool {
+        self.write_keys.iter().any(|k| k == write_key)
+    }
+
+    /// The write key used when a request names none: the first configured one.
+    pub fn default_write_key(&self) -> Option<&str> {
+        self.write_keys.first().map(String::as_str)
+    }
+}
+
+/// Comma-separated values, trimmed, empty ones dropped.
+fn list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn choice<T: Copy>(
+    value: Option<(&'static str, String)>,
+    options: &[(&str, T)],
+    default: T,
+    closed: T,
+    expected: &'static str,
+    errors: &mut Vec<ConfigError>,
+) -> T {
+    let Some((key, raw)) = value else {
+        return default;
+    };
+    options
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(&raw))
+        .map(|&(_, v)| v)
+        .unwrap_or_else(|| {
+            errors.push(ConfigError::Invalid {
+                key,
+                value: raw,
+                expected,
+            });
+            closed
+        })
+}
+
+/// `Some(value)`, or `None` after recording an error.
+fn boolean(
+    value: Option<(&'static str, String)>,
+    default: bool,
+    errors: &mut Vec<ConfigError>,
+) -> Option<bool> {
+    let Some((key, raw)) = value else {
+        return Some(default);
+    };
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => {
+            errors.push(ConfigError::Invalid {
+                key,
+                value: raw,
+                expected: "true or false",
+            });
+            None
+        }
+    }
+}
+
+/// An `http(s)://host[:port]` origin, or `None` (routes that need it answer 503).
+fn origin(
+    value: Option<(&'static str, String)>,
+    default: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    let Some((key, raw)) = value else {
+        return Some(default.to_owned());
+    };
+    let normalized = raw.trim_end_matches('/').to_owned();
+    if is_origin(&normalized) {
+        Some(normalized)
+    } else {
+        errors.push(ConfigError::Invalid {
+            key,
+            value: raw,
+            expected: "an origin like https://api.segment.io",
+        });
+        None
+    }
+}
+
+pub(crate) fn is_write_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn is_path_prefix(s: &str) -> bool {
+    s.starts_with('/')
+        && s.len() > 1
+        && !s.contains("//")
+        && !s.split('/').any(|seg| seg == "." || seg == "..")
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_/.".contains(&b))
+}
+
+fn is_origin(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+}

@@ -1,0 +1,1323 @@
+//! The tracking proxy's decisions: which events of a request go upstream, and
+//! with what consent on them.
+//!
+//! Each event's effective consent is the request's (its cookie) **and** what
+//! the event already carries: a stamped refusal is never upgraded, a stamped
+//! grant that the cookie does not back is corrected. Only `integrations` and
+//! `context.consent` (and a missing `context.ip`) are rebuilt; every other
+//! byte of the event goes upstream as it came.
+
+use crate::config::Config;
+use crate::consent::{collection, ConsentState, Grants, Resolution, SEGMENT_IO};
+use crate::destinations::DestinationSet;
+use crate::json::{write_str, ObjectWriter, RawObject};
+use serde_json::value::RawValue;
+use std::fmt;
+
+/// Segment's limits: 32 KiB per event, 500 KiB per batch request.
+pub const MAX_EVENT_BYTES: usize = 32 * 1024;
+pub const MAX_BODY_BYTES: usize = 500 * 1024;
+
+/// The tracking API calls analytics.js and Segment's libraries make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// One event: `t`/`track`, `p`/`page`, `i`/`identify`, `g`/`group`, `a`/`alias`, `s`/`screen`.
+    Event,
+    /// `b`/`batch`.
+    Batch,
+    /// `m`: analytics.js metrics; no write key, no personal data, not rewritten.
+    Metrics,
+}
+
+impl Endpoint {
+    /// The endpoint of a `/v1/{name}` path segment, short or long form.
+    pub fn from_segment(name: &str) -> Option<Endpoint> {
+        match name {
+            "t" | "p" | "i" | "g" | "a" | "s" | "track" | "page" | "identify" | "group"
+            | "alias" | "screen" => Some(Endpoint::Event),
+            "b" | "batch" => Some(Endpoint::Batch),
+            "m" => Some(Endpoint::Metrics),
+            _ => None,
+        }
+    }
+}
+
+/// Why a request is refused before anything is forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    BodyTooLarge { bytes: usize },
+    EventTooLarge { index: usize, bytes: usize },
+    NotUtf8,
+    InvalidJson(String),
+    NotAnObject { what: &'static str },
+    BatchNotAnArray,
+    MissingWriteKey,
+    UnknownWriteKey,
+    WriteKeyMismatch,
+}
+
+impl Refusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::BodyTooLarge { .. } | Refusal::EventTooLarge { .. } => 413,
+            Refusal::NotUtf8
+            | Refusal::InvalidJson(_)
+            | Refusal::NotAnObject { .. }
+            | Refusal::BatchNotAnArray => 400,
+            Refusal::MissingWriteKey | Refusal::UnknownWriteKey | Refusal::WriteKeyMismatch => 403,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::BodyTooLarge { bytes } => {
+                write!(
+                    f,
+                    "request body is {bytes} bytes; the limit is {MAX_BODY_BYTES}"
+                )
+            }
+            Refusal::EventTooLarge { index, bytes } => {
+                write!(
+                    f,
+                    "event {index} is {bytes} bytes; the limit is {MAX_EVENT_BYTES}"
+                )
+            }
+            Refusal::NotUtf8 => write!(f, "request body is not UTF-8"),
+            Refusal::InvalidJson(e) => write!(f, "request body is not valid JSON: {e}"),
+            Refusal::NotAnObject { what } => write!(f, "{what} must be a JSON object"),
+            Refusal::BatchNotAnArray => write!(f, "batch must be an array of events"),
+            Refusal::MissingWriteKey => {
+                write!(f, "no write key in the body or Authorization header")
+            }
+            Refusal::UnknownWriteKey => write!(f, "write key is not served here"),
+            Refusal::WriteKeyMismatch => write!(
+                f,
+                "write keys in the body and Authorization header disagree"
+            ),
+        }
+    }
+}
+
+/// What the proxy sends upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enforced {
+    /// The body to forward; `None` when every event was dropped.
+    pub body: Option<Vec<u8>>,
+    pub forwarded: usize,
+    pub dropped: usize,
+}
+
+/// Everything an event's rewrite depends on besides the event.
+pub struct Enforcer<'a> {
+    config: &'a Config,
+    set: &'a DestinationSet,
+    state: &'a ConsentState,
+    client_ip: Option<&'a str>,
+}
+
+impl<'a> Enforcer<'a> {
+    pub fn new(
+        config: &'a Config,
+        set: &'a DestinationSet,
+        state: &'a ConsentState,
+        client_ip: Option<&'a str>,
+    ) -> Self {
+        Enforcer {
+            config,
+            set,
+            state,
+            client_ip,
+        }
+    }
+
+    /// Checks and rewrites one tracking request's body (single event or batch).
+    /// Checks run in the documented order: 413, then 400, then 403.
+    pub fn enforce(
+        &self,
+        endpoint: Endpoint,
+        body: &[u8],
+        authorization: Option<&str>,
+    ) -> Result<Enforced, Refusal> {
+        let limit = match endpoint {
+            Endpoint::Batch => MAX_BODY_BYTES,
+            Endpoint::Event | Endpoint::Metrics => MAX_EVENT_BYTES,
+        };
+        if body.len() > limit {
+            return Err(match endpoint {
+                Endpoint::Batch => Refusal::BodyTooLarge { bytes: body.len() },
+                _ => Refusal::EventTooLarge {
+                    index: 0,
+                    bytes: body.len(),
+                },
+            });
+        }
+        let text = std::str::from_utf8(body).map_err(|_| Refusal::NotUtf8)?;
+        match endpoint {
+            Endpoint::Metrics => {
+                serde_json::from_str::<&RawValue>(text)
+                    .map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+                Ok(Enforced {
+                    body: Some(body.to_vec()),
+                    forwarded: 1,
+                    dropped: 0,
+                })
+            }
+            Endpoint::Event => {
+                let event = parse_object(text, "the event")?;
+                let stamp = Stamp::read(&event)?;
+                check_write_keys(self.config, authorization, [event.get("writeKey")])?;
+                let base = self.base(Stamp::default());
+                let mut out = Vec::with_capacity(body.len() + 256);
+                Ok(if self.rewrite_event(&event, &stamp, &base, &mut out) {
+                    Enforced {
+                        body: Some(out),
+                        forwarded: 1,
+                        dropped: 0,
+                    }
+                } else {
+                    Enforced {
+                        body: None,
+                        forwarded: 0,
+                        dropped: 1,
+                    }
+                })
+            }
+            Endpoint::Batch => self.enforce_batch(text, authorization),
+        }
+    }
+
+    fn enforce_batch(&self, text: &str, authorization: Option<&str>) -> Result<Enforced, Refusal> {
+        let envelope = parse_object(text, "the request body")?;
+        let raw_events: Vec<&RawValue> = match envelope.get("batch") {
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|_| Refusal::BatchNotAnArray)?,
+            None => return Err(Refusal::BatchNotAnArray),
+        };
+        if let Some((index, raw)) = raw_events
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.get().len() > MAX_EVENT_BYTES)
+        {
+            return Err(Refusal::EventTooLarge {
+                index,
+                bytes: raw.get().len(),
+            });
+        }
+        let events = raw_events
+            .iter()
+            .map(|raw| {
+                let event = RawObject::from_raw(raw).ok_or(Refusal::NotAnObject {
+                    what: "each batch event",
+                })?;
+                let stamp = Stamp::read(&event)?;
+                Ok((event, stamp))
+            })
+            .collect::<Result<Vec<_>, Refusal>>()?;
+        // Consent stamped on the envelope applies to every event in it.
+        let envelope_stamp = Stamp::read(&envelope)?;
+        let keys = std::iter::once(envelope.get("writeKey"))
+            .chain(events.iter().map(|(e, _)| e.get("writeKey")));
+        check_write_keys(self.config, authorization, keys)?;
+
+        let base = self.base(envelope_stamp);
+        let mut out = Vec::with_capacity(text.len() + events.len() * 256);
+        let mut w = ObjectWriter::new(&mut out);
+        let (mut forwarded, mut dropped) = (0, 0);
+        for (key, value) in envelope.iter() {
+            match key {
+                "batch" => {
+                    let buf = w.key("batch");
+                    buf.push(b'[');
+                    for (event, stamp) in &events {
+                        let mark = buf.len();
+                        if forwarded > 0 {
+                            buf.push(b',');
+                        }
+                        if self.rewrite_event(event, stamp, &base, buf) {
+                            forwarded += 1;
+                        } else {
+                            buf.truncate(mark);
+                            dropped += 1;
+                        }
+                    }
+                    buf.push(b']');
+                }
+                // Envelope fields are corrected, never extended.
+                "integrations" if !is_null(value) => {
+                    let integrations = RawObject::from_raw(value).unwrap_or_default();
+                    self.write_integrations(&integrations, &base, w.key(key), false);
+                }
+                "context" if !is_null(value) => {
+                    let context = RawObject::from_raw(value).unwrap_or_default();
+                    self.write_context(&context, &base, w.key(key), false);
+                }
+                _ => w.raw(key, value),
+            }
+        }
+        w.finish();
+        Ok(Enforced {
+            body: (forwarded > 0).then_some(out),
+            forwarded,
+            dropped,
+        })
+    }
+
+    /// The decisions under the cookie narrowed by `stamp`.
+    fn base(&self, stamp: Stamp) -> Base {
+        let grants = Stamped {
+            state: self.state,
+            stamp: &stamp,
+        };
+        let groups = std::iter::once(self.state.strict_group())
+            .chain(self.state.named_groups().iter().map(String::as_str))
+            .chain(self.set.groups().iter().map(String::as_str))
+            .chain(stamp.stated.iter().map(String::as_str));
+        let collect = collection(self.config, &grants) && !stamp.refuses_collection;
+        let resolution = Resolution::new(self.config, self.set, &grants, collect, groups);
+        Base { resolution, stamp }
+    }
+
+    /// Writes the rewritten event into `out`, or returns `false` (writing
+    /// nothing) when collection is refused and the event is dropped.
+    fn rewrite_event(
+        &self,
+        event: &RawObject<'_>,
+        stamp: &Stamp,
+        base: &Base,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let own;
+        let decided = if stamp.within(base) {
+            base
+        } else {
+            own = self.base(stamp.merged(&base.stamp));
+            &own
+        };
+        if !decided.resolution.collection {
+            return false;
+        }
+        let mut w = ObjectWriter::new(out);
+        let (mut has_integrations, mut has_context) = (false, false);
+        for (key, value) in event.iter() {
+            match key {
+                "integrations" if !is_null(value) => {
+                    has_integrations = true;
+                    let integrations = RawObject::from_raw(value).unwrap_or_default();
+                    self.write_integrations(&integrations, decided, w.key(key), true);
+                }
+                "context" if !is_null(value) => {
+                    has_context = true;
+                    let context = RawObject::from_raw(value).unwrap_or_default();
+                    self.write_context(&context, decided, w.key(key), true);
+                }
+                "integrations" | "context" => {}
+                _ => w.raw(key, value),
+            }
+        }
+        let mode = self.config.mode;
+        if !has_integrations && mode.stamps_integrations() {
+            self.write_integrations(&RawObject::default(), decided, w.key("integrations"), true);
+        }
+        if !has_context && (mode.stamps_context() || self.client_ip.is_some()) {
+            self.write_context(&RawObject::default(), decided, w.key("context"), true);
+        }
+        w.finish();
+        true
+    }
+
+    /// Corrects every key that claims more than the consent allows; with
+    /// `extend` (and a MODE that stamps integrations) adds `All`, each known
+    /// destination and `Segment.io`.
+    fn write_integrations(
+        &self,
+        integrations: &RawObject<'_>,
+        decided: &Base,
+        out: &mut Vec<u8>,
+        extend: bool,
+    ) {
+        let r = &decided.resolution;
+        let mut present = vec![false; r.enabled.len()];
+        let (mut has_all, mut has_segment) = (false, false);
+        let mut w = ObjectWriter::new(out);
+        for (key, value) in integrations.iter() {
+            let allowed = match key {
+                "All" => {
+                    has_all = true;
+                    // Rebuilt as a boolean: `All` carries no options.
+                    w.bool(key, r.all && !is_false(value));
+                    continue;
+                }
+                SEGMENT_IO => {
+                    has_segment = true;
+                    r.collection
+                }
+                _ => match self.set.find(key) {
+                    Some(at) => {
+                        present[at] = true;
+                        r.enabled[at]
+                    }
+                    None => r.all,
+                },
+            };
+            if allowed || is_false(value) {
+                w.raw(key, value);
+            } else {
+                w.bool(key, false);
+            }
+        }
+        if extend && self.config.mode.stamps_integrations() {
+            if !has_all {
+                w.bool("All", r.all);
+            }
+            for ((d, &enabled), _) in self
+                .set
+                .destinations()
+                .iter()
+                .zip(&r.enabled)
+                .zip(&present)
+                .filter(|(_, p)| !**p)
+            {
+                w.bool(&d.key, enabled);
+            }
+            if !has_segment {
+                w.bool(SEGMENT_IO, r.collection);
+            }
+        }
+        w.finish();
+    }
+
+    fn write_context(
+        &self,
+        context: &RawObject<'_>,
+        decided: &Base,
+        out: &mut Vec<u8>,
+        extend: bool,
+    ) {
+        let stamps = extend && self.config.mode.stamps_context();
+        let mut w = ObjectWriter::new(out);
+        let (mut has_consent, mut has_ip) = (false, false);
+        for (key, value) in context.iter() {
+            match key {
+                "consent" if !is_null(value) => {
+                    has_consent = true;
+                    // Shapes were checked when the stamp was read.
+                    let consent = RawObject::from_raw(value).unwrap_or_default();
+                    self.write_consent(&consent, decided, w.key(key), stamps);
+                }
+                // A null consent is replaced when stamping.
+                "consent" if stamps => {}
+                "ip" => {
+                    has_ip = true;
+                    w.raw(key, value);
+                }
+                _ => w.raw(key, value),
+            }
+        }
+        if stamps && !has_consent {
+            self.write_consent(&RawObject::default(), decided, w.key("consent"), true);
+        }
+        if let (Some(ip), false, true) = (self.client_ip, has_ip, extend) {
+            w.str("ip", ip);
+        }
+        w.finish();
+    }
+
+    /// `categoryPreferences` and `onetrust`: replaced whole when stamping,
+    /// otherwise only corrected where they claim a group that is not granted.
+    fn write_consent(
+        &self,
+        consent: &RawObject<'_>,
+        decided: &Base,
+        out: &mut Vec<u8>,
+        stamps: bool,
+    ) {
+        let r = &decided.resolution;
+        let granted = |g: &str| r.groups.iter().any(|(known, ok)| known == g && *ok);
+        let mut w = ObjectWriter::new(out);
+        let (mut has_prefs, mut has_onetrust) = (false, false);
+        for (key, value) in consent.iter() {
+            match key {
+                "categoryPreferences" if stamps || !is_null(value) => {
+                    has_prefs = true;
+                    let buf = w.key(key);
+                    if stamps {
+                        r.write_preferences(buf);
+                    } else {
+                        let prefs = RawObject::from_raw(value).unwrap_or_default();
+                        let mut p = ObjectWriter::new(buf);
+                        for (g, _) in prefs.iter() {
+                            p.bool(g, granted(g));
+                        }
+                        p.finish();
+                    }
+                }
+                "onetrust" => {
+                    has_onetrust = true;
+                    let buf = w.key(key);
+                    match (stamps, serde_json::from_str::<String>(value.get())) {
+                        (true, _) => write_str(buf, &r.onetrust()),
+                        (false, Ok(stamped)) => {
+                            write_str(buf, &correct_onetrust(&stamped, granted))
+                        }
+                        (false, Err(_)) => buf.extend_from_slice(value.get().as_bytes()),
+                    }
+                }
+                _ => w.raw(key, value),
+            }
+        }
+        if stamps && !has_prefs {
+            r.write_preferences(w.key("categoryPreferences"));
+        }
+        if stamps && !has_onetrust {
+            w.str("onetrust", &r.onetrust());
+        }
+        w.finish();
+    }
+}
+
+/// Decisions shared by the events of a request (or made for one event whose
+/// stamp restricts more), and the stamp they were made under.
+struct Base {
+    resolution: Resolution,
+    stamp: Stamp,
+}
+
+/// The consent an event (or a batch envelope) already carries.
+#[derive(Debug, Default, Clone)]
+struct Stamp {
+    /// Groups it refuses: `categoryPreferences[g] === false` or `g:0` in `onetrust`.
+    denied: Vec<String>,
+    /// Groups it states at all.
+    stated: Vec<String>,
+    /// `integrations["Segment.io"] === false`.
+    refuses_collection: bool,
+}
+
+impl Stamp {
+    /// Reads the stamp; a wrongly shaped `integrations`/`context` is a 400.
+    fn read(object: &RawObject<'_>) -> Result<Stamp, Refusal> {
+        let mut stamp = Stamp::default();
+        if let Some(raw) = object.get("integrations") {
+            let integrations = object_or_null(raw, "integrations")?;
+            stamp.refuses_collection = integrations.get(SEGMENT_IO).is_some_and(is_false);
+        }
+        let Some(raw) = object.get("context") else {
+            return Ok(stamp);
+        };
+        let context = object_or_null(raw, "context")?;
+        let Some(raw) = context.get("consent") else {
+            return Ok(stamp);
+        };
+        let consent = object_or_null(raw, "context.consent")?;
+        if let Some(raw) = consent.get("categoryPreferences") {
+            for (g, value) in object_or_null(raw, "context.consent.categoryPreferences")?.iter() {
+                stamp.state(g, !is_false(value));
+            }
+        }
+        if let Some(Ok(onetrust)) = consent
+            .get("onetrust")
+            .map(|raw| serde_json::from_str::<&str>(raw.get()))
+        {
+            for (g, granted) in onetrust_entries(onetrust) {
+                stamp.state(g, granted);
+            }
+        }
+        Ok(stamp)
+    }
+
+    fn state(&mut self, group: &str, granted: bool) {
+        if !self.stated.iter().any(|g| g == group) {
+            self.stated.push(group.to_owned());
+        }
+        if !granted && !self.denied.iter().any(|g| g == group) {
+            self.denied.push(group.to_owned());
+        }
+    }
+
+    /// Whether decisions made for `base` already hold under this stamp: it
+    /// names no group they do not state and refuses none they grant.
+    fn within(&self, base: &Base) -> bool {
+        let stated = &base.resolution.groups;
+        !self.refuses_collection
+            && self
+                .stated
+                .iter()
+                .all(|g| stated.iter().any(|(k, _)| k == g))
+            && self
+                .denied
+                .iter()
+                .all(|g| stated.iter().any(|(k, ok)| k == g && !*ok))
+    }
+
+    /// Both stamps at once: every refusal of either.
+    fn merged(&self, other: &Stamp) -> Stamp {
+        let mut stamp = self.clone();
+        for g in &other.stated {
+            stamp.state(g, !other.denied.contains(g));
+        }
+        stamp.refuses_collection |= other.refuses_collection;
+        stamp
+    }
+}
+
+/// A consent state narrowed by a stamp.
+struct Stamped<'a> {
+    state: &'a ConsentState,
+    stamp: &'a Stamp,
+}
+
+impl Grants for Stamped<'_> {
+    fn granted(&self, group: &str) -> bool {
+        // The strict group cannot be refused, not even by a stamp.
+        group == self.state.strict_group()
+            || (self.state.granted(group) && !self.stamp.denied.iter().any(|g| g == group))
+    }
+}
+
+/// `C0001:1,C0002:0` entries; malformed ones are skipped.
+fn onetrust_entries(s: &str) -> impl Iterator<Item = (&str, bool)> {
+    s.split(',').filter_map(|entry| {
+        let (g, v) = entry.split_once(':')?;
+        let g = g.trim();
+        match v.trim() {
+            "1" if !g.is_empty() => Some((g, true)),
+            "0" if !g.is_empty() => Some((g, false)),
+            _ => None,
+        }
+    })
+}
+
+/// Turns each `g:1` that is not granted into `g:0`, leaving the rest as written.
+fn correct_onetrust(stamped: &str, granted: impl Fn(&str) -> bool) -> String {
+    stamped
+        .split(',')
+        .map(|entry| match entry.split_once(':') {
+            Some((g, v)) if v.trim() == "1" && !granted(g.trim()) => format!("{g}:0"),
+            _ => entry.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_object<'t>(text: &'t str, what: &'static str) -> Result<RawObject<'t>, Refusal> {
+    let raw: &RawValue =
+        serde_json::from_str(text).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+    RawObject::from_raw(raw).ok_or(Refusal::NotAnObject { what })
+}
+
+fn object_or_null<'t>(raw: &'t RawValue, what: &'static str) -> Result<RawObject<'t>, Refusal> {
+    if is_null(raw) {
+        return Ok(RawObject::default());
+    }
+    RawObject::from_raw(raw).ok_or(Refusal::NotAnObject { what })
+}
+
+fn is_false(raw: &RawValue) -> bool {
+    raw.get() == "false"
+}
+
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+/// Every write key the request names must be the same configured one.
+fn check_write_keys<'t>(
+    config: &Config,
+    authorization: Option<&str>,
+    body_keys: impl IntoIterator<Item = Option<&'t RawValue>>,
+) -> Result<(), Refusal> {
+    let mut found: Option<String> = match authorization {
+        Some(header) => Some(basic_auth_user(header).ok_or(Refusal::UnknownWriteKey)?),
+        None => None,
+    };
+    for raw in body_keys.into_iter().flatten() {
+        let key: String = serde_json::from_str(raw.get()).map_err(|_| Refusal::UnknownWriteKey)?;
+        match &found {
+            Some(known) if *known != key => return Err(Refusal::WriteKeyMismatch),
+            Some(_) => {}
+            None => found = Some(key),
+        }
+    }
+    match found {
+        None => Err(Refusal::MissingWriteKey),
+        Some(key) if config.knows_write_key(&key) => Ok(()),
+        Some(_) => Err(Refusal::UnknownWriteKey),
+    }
+}
+
+/// The user of `Authorization: Basic base64(user:password)`, as analytics.js
+/// sends the write key.
+pub fn basic_auth_user(header: &str) -> Option<String> {
+    let (scheme, encoded) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64_decode(encoded.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    let user = text.split_once(':').map_or(text.as_str(), |(user, _)| user);
+    Some(user.to_owned())
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in s.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::RequestSignals;
+    use crate::cookie::parse_cookie_header;
+    use crate::destinations::Destination;
+    use serde_json::{json, Value};
+
+    const WK: &str = "wk_live";
+    const AUTH: &str = "Basic d2tfbGl2ZTo="; // base64("wk_live:")
+
+    struct Fixture {
+        config: Config,
+        set: DestinationSet,
+        state: ConsentState,
+    }
+
+    fn fixture(vars: &[(&str, &str)], cookie: &str) -> Fixture {
+        let config = Config::from_vars(|key| {
+            vars.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| (key == "WRITE_KEYS").then(|| format!("{WK},other_key")))
+        });
+        let d = |name: &str, category: &str| Destination {
+            name: name.into(),
+            creation_name: name.into(),
+            category: category.into(),
+            consent_categories: vec![],
+        };
+        let set = DestinationSet::new(
+            &[
+                d("GA4", "Analytics"),
+                d("Ads", "Advertising"),
+                d("Odd", "Other"),
+            ],
+            &config,
+        );
+        let state = ConsentState::resolve(
+            &config,
+            &parse_cookie_header(cookie.as_bytes()),
+            RequestSignals::default(),
+        );
+        Fixture { config, set, state }
+    }
+
+    const ANALYTICS_ONLY: &str = "OptanonConsent=groups=C0001:1,C0002:1,C0004:0";
+
+    impl Fixture {
+        fn enforce(
+            &self,
+            endpoint: Endpoint,
+            body: &str,
+            auth: Option<&str>,
+        ) -> Result<Enforced, Refusal> {
+            self.enforce_ip(endpoint, body, auth, None)
+        }
+
+        fn enforce_ip(
+            &self,
+            endpoint: Endpoint,
+            body: &str,
+            auth: Option<&str>,
+            ip: Option<&str>,
+        ) -> Result<Enforced, Refusal> {
+            Enforcer::new(&self.config, &self.set, &self.state, ip).enforce(
+                endpoint,
+                body.as_bytes(),
+                auth,
+            )
+        }
+
+        /// The single event as forwarded, parsed.
+        fn track(&self, event: Value) -> Option<Value> {
+            let enforced = self
+                .enforce(Endpoint::Event, &event.to_string(), Some(AUTH))
+                .unwrap();
+            enforced.body.map(|b| serde_json::from_slice(&b).unwrap())
+        }
+    }
+
+    fn event(extra: Value) -> Value {
+        let mut e = json!({
+            "type": "track", "event": "Signed Up", "writeKey": WK,
+            "properties": {"plan": "pro", "price": 1.5},
+            "messageId": "m-1", "anonymousId": "a-1"
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    }
+
+    #[test]
+    fn both_mode_stamps_integrations_and_context() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let out = f
+            .track(event(
+                json!({"context": {"page": {"path": "/"}, "library": {"name": "analytics.js"}}}),
+            ))
+            .unwrap();
+        assert_eq!(
+            out["integrations"],
+            json!({"All": false, "GA4": true, "Ads": false, "Odd": false, "Segment.io": true})
+        );
+        assert_eq!(
+            out["context"]["consent"]["categoryPreferences"],
+            json!({"C0001": true, "C0002": true, "C0004": false})
+        );
+        assert_eq!(
+            out["context"]["consent"]["onetrust"],
+            "C0001:1,C0002:1,C0004:0"
+        );
+        assert_eq!(
+            out["context"]["page"],
+            json!({"path": "/"}),
+            "other context fields kept"
+        );
+        assert_eq!(out["context"]["library"]["name"], "analytics.js");
+        assert_eq!(out["properties"], json!({"plan": "pro", "price": 1.5}));
+        assert_eq!(
+            (out["event"].as_str(), out["messageId"].as_str()),
+            (Some("Signed Up"), Some("m-1"))
+        );
+    }
+
+    #[test]
+    fn untouched_fields_go_out_byte_for_byte() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let body = r#"{"type":"track","writeKey":"wk_live","properties":{"n" : 1.50,"u":"\u00e9\n","big":12345678901234567890},"traits":[ 1 , 2 ]}"#;
+        let out = f
+            .enforce(Endpoint::Event, body, None)
+            .unwrap()
+            .body
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains(r#""properties":{"n" : 1.50,"u":"\u00e9\n","big":12345678901234567890}"#),
+            "{out}"
+        );
+        assert!(out.contains(r#""traits":[ 1 , 2 ]"#), "{out}");
+        assert!(out.starts_with(r#"{"type":"track","writeKey":"wk_live","#));
+    }
+
+    #[test]
+    fn a_tampered_client_is_corrected() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let out = f
+            .track(event(json!({"integrations": {
+                "All": true, "Ads": true, "GA4": {"measurementId": "G-1"}, "Custom": true, "Odd": false, "Segment.io": true
+            }})))
+            .unwrap();
+        assert_eq!(
+            out["integrations"],
+            json!({"All": false, "Ads": false, "GA4": {"measurementId": "G-1"}, "Custom": false, "Odd": false, "Segment.io": true})
+        );
+        let keys: Vec<_> = out["integrations"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys.len(), 6, "no key added twice: {keys:?}");
+    }
+
+    #[test]
+    fn an_options_object_for_a_denied_destination_becomes_false() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let out = f
+            .track(event(json!({"integrations": {"Ads": {"pixelId": "1"}}})))
+            .unwrap();
+        assert_eq!(out["integrations"]["Ads"], false);
+    }
+
+    #[test]
+    fn stamped_refusals_are_never_upgraded() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        for stamp in [
+            json!({"context": {"consent": {"categoryPreferences": {"C0002": false}}}}),
+            json!({"context": {"consent": {"onetrust": "C0001:1,C0002:0"}}}),
+        ] {
+            let out = f.track(event(stamp.clone())).unwrap();
+            assert_eq!(out["integrations"]["GA4"], false, "{stamp}");
+            assert_eq!(
+                out["context"]["consent"]["categoryPreferences"]["C0002"], false,
+                "{stamp}"
+            );
+            assert_eq!(
+                out["context"]["consent"]["onetrust"], "C0001:1,C0002:0,C0004:0",
+                "{stamp}"
+            );
+        }
+        let out = f
+            .track(event(json!({"integrations": {"GA4": false, "All": false}})))
+            .unwrap();
+        assert_eq!(
+            (
+                out["integrations"]["GA4"].as_bool(),
+                out["integrations"]["All"].as_bool()
+            ),
+            (Some(false), Some(false))
+        );
+    }
+
+    #[test]
+    fn stamped_grants_beyond_the_cookie_are_corrected() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let out = f
+            .track(event(json!({"context": {"consent": {
+                "categoryPreferences": {"C0004": true, "C0009": true, "C0002": "yes"},
+                "onetrust": "C0004:1,C0009:1",
+                "other": 1
+            }}})))
+            .unwrap();
+        let consent = &out["context"]["consent"];
+        assert_eq!(
+            consent["categoryPreferences"],
+            json!({"C0001": true, "C0002": true, "C0004": false, "C0009": false})
+        );
+        assert_eq!(consent["onetrust"], "C0001:1,C0002:1,C0004:0,C0009:0");
+        assert_eq!(consent["other"], 1);
+        assert_eq!(out["integrations"]["Ads"], false);
+    }
+
+    #[test]
+    fn the_strict_group_cannot_be_refused_by_a_stamp() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let out = f
+            .track(event(
+                json!({"context": {"consent": {"categoryPreferences": {"C0001": false}}}}),
+            ))
+            .unwrap();
+        assert_eq!(
+            out["context"]["consent"]["categoryPreferences"]["C0001"],
+            true
+        );
+    }
+
+    #[test]
+    fn integrations_mode_adds_no_context_but_corrects_it() {
+        let f = fixture(&[("MODE", "integrations")], ANALYTICS_ONLY);
+        let out = f.track(event(json!({}))).unwrap();
+        assert!(out.get("context").is_none(), "{out}");
+        assert_eq!(out["integrations"]["GA4"], true);
+        let out = f
+            .track(event(json!({"context": {"consent": {"categoryPreferences": {"C0004": true, "C0002": true}, "onetrust": "C0002:1,C0004:1,junk"}}})))
+            .unwrap();
+        assert_eq!(
+            out["context"]["consent"],
+            json!({"categoryPreferences": {"C0004": false, "C0002": true}, "onetrust": "C0002:1,C0004:0,junk"})
+        );
+    }
+
+    #[test]
+    fn context_mode_adds_no_destination_keys_but_corrects_them() {
+        let f = fixture(&[("MODE", "context")], ANALYTICS_ONLY);
+        let out = f.track(event(json!({}))).unwrap();
+        assert!(out.get("integrations").is_none(), "{out}");
+        assert_eq!(
+            out["context"]["consent"]["onetrust"],
+            "C0001:1,C0002:1,C0004:0"
+        );
+        let out = f
+            .track(event(json!({"integrations": {"Ads": true, "All": true}})))
+            .unwrap();
+        assert_eq!(out["integrations"], json!({"Ads": false, "All": false}));
+    }
+
+    #[test]
+    fn unmapped_destinations_follow_all_default() {
+        let f = fixture(&[("ALL_DEFAULT", "true")], ANALYTICS_ONLY);
+        let out = f
+            .track(event(json!({"integrations": {"Custom": {"x": 1}}})))
+            .unwrap();
+        assert_eq!(out["integrations"]["Custom"], json!({"x": 1}));
+        assert_eq!(
+            (
+                out["integrations"]["All"].as_bool(),
+                out["integrations"]["Odd"].as_bool()
+            ),
+            (Some(true), Some(true))
+        );
+    }
+
+    #[test]
+    fn refused_collection_drops_the_event() {
+        let f = fixture(&[("OPT_IN", "false")], ANALYTICS_ONLY);
+        assert_eq!(f.track(event(json!({}))), None);
+        let f = fixture(&[("COLLECTION_GROUP", "C0003")], ANALYTICS_ONLY);
+        assert_eq!(f.track(event(json!({}))), None);
+        let f = fixture(&[], ANALYTICS_ONLY);
+        assert_eq!(
+            f.track(event(json!({"integrations": {"Segment.io": false}}))),
+            None
+        );
+        let f = fixture(&[("COLLECTION_GROUP", "C0002")], ANALYTICS_ONLY);
+        assert!(f.track(event(json!({}))).is_some());
+        assert_eq!(
+            f.track(event(
+                json!({"context": {"consent": {"categoryPreferences": {"C0002": false}}}})
+            )),
+            None
+        );
+    }
+
+    fn batch(events: Vec<Value>, extra: Value) -> String {
+        let mut b = json!({"batch": events, "writeKey": WK, "sentAt": "2026-11-25T10:00:00.000Z"});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b.to_string()
+    }
+
+    #[test]
+    fn a_batch_forwards_the_kept_events_as_one_batch() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let body = batch(
+            vec![
+                event(json!({"messageId": "keep-1"})),
+                event(json!({"messageId": "drop", "integrations": {"Segment.io": false}})),
+                event(
+                    json!({"messageId": "keep-2", "context": {"consent": {"categoryPreferences": {"C0002": false}}}}),
+                ),
+            ],
+            json!({}),
+        );
+        let enforced = f.enforce(Endpoint::Batch, &body, Some(AUTH)).unwrap();
+        assert_eq!((enforced.forwarded, enforced.dropped), (2, 1));
+        let out: Value = serde_json::from_slice(&enforced.body.unwrap()).unwrap();
+        let ids: Vec<_> = out["batch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["messageId"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["keep-1", "keep-2"]);
+        assert_eq!(out["batch"][0]["integrations"]["GA4"], true);
+        assert_eq!(out["batch"][1]["integrations"]["GA4"], false);
+        assert_eq!(out["sentAt"], "2026-11-25T10:00:00.000Z");
+    }
+
+    #[test]
+    fn a_batch_of_dropped_events_sends_nothing() {
+        let f = fixture(&[("OPT_IN", "false")], ANALYTICS_ONLY);
+        let enforced = f
+            .enforce(
+                Endpoint::Batch,
+                &batch(vec![event(json!({})), event(json!({}))], json!({})),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            enforced,
+            Enforced {
+                body: None,
+                forwarded: 0,
+                dropped: 2
+            }
+        );
+    }
+
+    #[test]
+    fn envelope_consent_is_corrected_and_its_refusals_apply_to_every_event() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let body = batch(
+            vec![event(json!({}))],
+            json!({"integrations": {"All": true, "Ads": true}, "context": {"consent": {"categoryPreferences": {"C0002": false, "C0004": true}}, "app": "x"}}),
+        );
+        let out: Value = serde_json::from_slice(
+            &f.enforce(Endpoint::Batch, &body, None)
+                .unwrap()
+                .body
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            out["integrations"],
+            json!({"All": false, "Ads": false}),
+            "corrected, not extended"
+        );
+        assert_eq!(
+            out["context"],
+            json!({"consent": {"categoryPreferences": {"C0002": false, "C0004": false}}, "app": "x"})
+        );
+        assert_eq!(
+            out["batch"][0]["integrations"]["GA4"], false,
+            "the envelope refused C0002"
+        );
+    }
+
+    #[test]
+    fn client_ip_is_added_only_when_missing() {
+        let f = fixture(&[("MODE", "integrations")], ANALYTICS_ONLY);
+        let send = |e: Value| -> Value {
+            let body = f
+                .enforce_ip(Endpoint::Event, &e.to_string(), None, Some("203.0.113.9"))
+                .unwrap()
+                .body
+                .unwrap();
+            serde_json::from_slice(&body).unwrap()
+        };
+        assert_eq!(
+            send(event(json!({})))["context"],
+            json!({"ip": "203.0.113.9"})
+        );
+        assert_eq!(
+            send(event(json!({"context": {"ip": "198.51.100.1"}})))["context"]["ip"],
+            "198.51.100.1"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_cannot_smuggle_consent() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let body = r#"{"writeKey":"wk_live","integrations":{"Ads":false},"integrations":{"Ads":true},"context":{"consent":{"categoryPreferences":{"C0004":true,"C0004":true}}}}"#;
+        let out = String::from_utf8(
+            f.enforce(Endpoint::Event, body, None)
+                .unwrap()
+                .body
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out.matches("\"integrations\"").count(), 1, "{out}");
+        let value: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value["integrations"]["Ads"], false);
+        assert_eq!(
+            value["context"]["consent"]["categoryPreferences"]["C0004"],
+            false
+        );
+    }
+
+    #[test]
+    fn rewriting_is_idempotent() {
+        for mode in ["both", "integrations", "context"] {
+            let f = fixture(&[("MODE", mode)], ANALYTICS_ONLY);
+            let first = f
+                .enforce_ip(
+                    Endpoint::Event,
+                    &event(json!({"integrations": {"Ads": true}})).to_string(),
+                    None,
+                    Some("192.0.2.1"),
+                )
+                .unwrap()
+                .body
+                .unwrap();
+            let second = f
+                .enforce_ip(
+                    Endpoint::Event,
+                    std::str::from_utf8(&first).unwrap(),
+                    None,
+                    Some("192.0.2.1"),
+                )
+                .unwrap()
+                .body
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(first).unwrap(),
+                String::from_utf8(second).unwrap(),
+                "{mode}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_in_the_documented_order() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let status = |endpoint, body: &str, auth| {
+            f.enforce(endpoint, body, auth)
+                .map(|_| 200)
+                .unwrap_or_else(|r| r.status())
+        };
+        let big_event =
+            event(json!({"properties": {"pad": "x".repeat(MAX_EVENT_BYTES)}})).to_string();
+        assert_eq!(status(Endpoint::Event, &big_event, Some(AUTH)), 413);
+        assert_eq!(
+            status(
+                Endpoint::Batch,
+                &batch(
+                    vec![event(json!({})), serde_json::from_str(&big_event).unwrap()],
+                    json!({})
+                ),
+                None
+            ),
+            413
+        );
+        let huge: Vec<Value> = (0..20)
+            .map(|_| event(json!({"properties": {"pad": "x".repeat(30_000)}})))
+            .collect();
+        assert_eq!(status(Endpoint::Batch, &batch(huge, json!({})), None), 413);
+        assert_eq!(
+            status(
+                Endpoint::Event,
+                &format!("{}{{", "x".repeat(40_000)),
+                Some("Basic bm9wZTo=")
+            ),
+            413,
+            "413 before 400"
+        );
+        assert_eq!(
+            status(Endpoint::Event, "{not json", Some("Basic bm9wZTo=")),
+            400,
+            "400 before 403"
+        );
+        assert_eq!(status(Endpoint::Event, "[1]", None), 400);
+        assert_eq!(
+            status(
+                Endpoint::Event,
+                r#"{"writeKey":"wk_live","context":"x"}"#,
+                None
+            ),
+            400
+        );
+        assert_eq!(
+            status(
+                Endpoint::Event,
+                r#"{"writeKey":"wk_live","integrations":[]}"#,
+                None
+            ),
+            400
+        );
+        assert_eq!(
+            status(
+                Endpoint::Event,
+                r#"{"writeKey":"wk_live","context":{"consent":{"categoryPreferences":1}}}"#,
+                None
+            ),
+            400
+        );
+        assert_eq!(
+            status(
+                Endpoint::Batch,
+                r#"{"batch":{"a":1},"writeKey":"wk_live"}"#,
+                None
+            ),
+            400
+        );
+        assert_eq!(
+            status(Endpoint::Batch, r#"{"writeKey":"wk_live"}"#, None),
+            400
+        );
+        assert_eq!(
+            status(
+                Endpoint::Batch,
+                r#"{"batch":[1],"writeKey":"wk_live"}"#,
+                None
+            ),
+            400
+        );
+        assert_eq!(status(Endpoint::Event, "\u{0}", None), 400);
+        let invalid_utf8 = Enforcer::new(&f.config, &f.set, &f.state, None).enforce(
+            Endpoint::Event,
+            b"{\"a\":\"\xff\"}",
+            None,
+        );
+        assert_eq!(invalid_utf8.unwrap_err(), Refusal::NotUtf8);
+    }
+
+    #[test]
+    fn only_configured_write_keys_are_forwarded() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let status = |body: &str, auth| {
+            f.enforce(Endpoint::Event, body, auth)
+                .map(|_| 200)
+                .unwrap_or_else(|r| r.status())
+        };
+        assert_eq!(status(r#"{"type":"track"}"#, None), 403, "no key at all");
+        assert_eq!(status(r#"{"writeKey":"stranger"}"#, None), 403);
+        assert_eq!(status(r#"{"writeKey":7}"#, None), 403);
+        assert_eq!(
+            status(r#"{"type":"track"}"#, Some(AUTH)),
+            200,
+            "Basic auth alone"
+        );
+        assert_eq!(
+            status(r#"{"writeKey":"other_key"}"#, Some(AUTH)),
+            403,
+            "body and auth disagree"
+        );
+        assert_eq!(
+            status(r#"{"writeKey":"wk_live"}"#, Some("Bearer wk_live")),
+            403
+        );
+        assert_eq!(status(r#"{"writeKey":"wk_live"}"#, Some("Basic !!!")), 403);
+        let mixed = batch(
+            vec![event(json!({})), event(json!({"writeKey": "other_key"}))],
+            json!({}),
+        );
+        assert_eq!(
+            f.enforce(Endpoint::Batch, &mixed, None).unwrap_err(),
+            Refusal::WriteKeyMismatch
+        );
+    }
+
+    #[test]
+    fn metrics_are_forwarded_unchanged() {
+        let f = fixture(&[("OPT_IN", "false")], "");
+        let body =
+            r#"{"series":[{"type":"Counter","metric":"analytics_js.invoke","value":1,"tags":{}}]}"#;
+        let enforced = f.enforce(Endpoint::Metrics, body, None).unwrap();
+        assert_eq!(enforced.body.unwrap(), body.as_bytes());
+        assert_eq!(
+            f.enforce(Endpoint::Metrics, "nope", None)
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn basic_auth_decodes_analytics_js_headers() {
+        assert_eq!(
+            basic_auth_user("Basic d2tfbGl2ZTo=").as_deref(),
+            Some("wk_live")
+        );
+        assert_eq!(
+            basic_auth_user("basic d2tfbGl2ZQ").as_deref(),
+            Some("wk_live")
+        );
+        assert_eq!(basic_auth_user("Basic"), None);
+        assert_eq!(basic_auth_user("Basic ***"), None);
+    }
+
+    #[test]
+    fn endpoints_short_and_long() {
+        for name in [
+            "t", "p", "i", "g", "a", "s", "track", "page", "identify", "group", "alias", "screen",
+        ] {
+            assert_eq!(
+                Endpoint::from_segment(name),
+                Some(Endpoint::Event),
+                "{name}"
+            );
+        }
+        assert_eq!(Endpoint::from_segment("b"), Some(Endpoint::Batch));
+        assert_eq!(Endpoint::from_segment("batch"), Some(Endpoint::Batch));
+        assert_eq!(Endpoint::from_segment("m"), Some(Endpoint::Metrics));
+        assert_eq!(Endpoint::from_segment("x"), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! consent-edge: OneTrust consent for Segment analytics, enforced at the edge.
+//!
+//! Every decision lives in a plain module below, tested natively with
+//! `cargo test`; the `edge` module (wasm32 only) moves bytes between the
+//! Workers runtime and those functions.
+
+pub mod categories;
+pub mod config;
+pub mod consent;
+pub mod cookie;
+pub mod destinations;
+pub mod events;
+pub mod json;
+pub mod region;
+pub mod time;
