@@ -58,8 +58,8 @@ impl DestinationList {
 pub enum DestinationError {
     /// The upstream could not be reached or did not answer in time.
     Network(String),
-    /// The upstream answered with a non-2xx status.
-    Status { url_path: &'static str, status: u16 },
+    /// The upstream answered with a non-2xx status for this document.
+    Status { document: &'static str, status: u16 },
     /// The body was not JSON.
     Json(String),
     /// Valid JSON of the wrong shape.
@@ -70,8 +70,8 @@ impl fmt::Display for DestinationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DestinationError::Network(reason) => write!(f, "network error: {reason}"),
-            DestinationError::Status { url_path, status } => {
-                write!(f, "{url_path} answered HTTP {status}")
+            DestinationError::Status { document, status } => {
+                write!(f, "{document} answered HTTP {status}")
             }
             DestinationError::Json(reason) => write!(f, "invalid JSON: {reason}"),
             DestinationError::Shape(reason) => write!(f, "unexpected shape: {reason}"),

@@ -100,11 +100,124 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// A tracking request that passed every check, ready to be rewritten.
+pub enum Parsed<'b> {
+    Metrics(&'b [u8]),
+    Event {
+        event: RawObject<'b>,
+        stamp: Stamp,
+        write_key: String,
+    },
+    Batch {
+        envelope: RawObject<'b>,
+        envelope_stamp: Stamp,
+        events: Vec<(RawObject<'b>, Stamp)>,
+        write_key: String,
+    },
+}
+
+impl Parsed<'_> {
+    /// The configured write key the request is for (none for metrics).
+    pub fn write_key(&self) -> Option<&str> {
+        match self {
+            Parsed::Metrics(_) => None,
+            Parsed::Event { write_key, .. } | Parsed::Batch { write_key, .. } => Some(write_key),
+        }
+    }
+}
+
+/// Checks a tracking request in the documented order (413, then 400, then
+/// 403) without forwarding or rewriting anything.
+pub fn parse<'b>(
+    config: &Config,
+    endpoint: Endpoint,
+    body: &'b [u8],
+    authorization: Option<&str>,
+) -> Result<Parsed<'b>, Refusal> {
+    let limit = match endpoint {
+        Endpoint::Batch => MAX_BODY_BYTES,
+        Endpoint::Event | Endpoint::Metrics => MAX_EVENT_BYTES,
+    };
+    if body.len() > limit {
+        return Err(match endpoint {
+            Endpoint::Batch => Refusal::BodyTooLarge { bytes: body.len() },
+            _ => Refusal::EventTooLarge {
+                index: 0,
+                bytes: body.len(),
+            },
+        });
+    }
+    let text = std::str::from_utf8(body).map_err(|_| Refusal::NotUtf8)?;
+    match endpoint {
+        Endpoint::Metrics => {
+            serde_json::from_str::<&RawValue>(text)
+                .map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+            Ok(Parsed::Metrics(body))
+        }
+        Endpoint::Event => {
+            let event = parse_object(text, "the event")?;
+            let stamp = Stamp::read(&event)?;
+            let write_key = check_write_keys(config, authorization, [event.get("writeKey")])?;
+            Ok(Parsed::Event {
+                event,
+                stamp,
+                write_key,
+            })
+        }
+        Endpoint::Batch => {
+            let envelope = parse_object(text, "the request body")?;
+            let raw_events: Vec<&RawValue> = match envelope.get("batch") {
+                Some(raw) => {
+                    serde_json::from_str(raw.get()).map_err(|_| Refusal::BatchNotAnArray)?
+                }
+                None => return Err(Refusal::BatchNotAnArray),
+            };
+            if let Some((index, raw)) = raw_events
+                .iter()
+                .enumerate()
+                .find(|(_, e)| e.get().len() > MAX_EVENT_BYTES)
+            {
+                return Err(Refusal::EventTooLarge {
+                    index,
+                    bytes: raw.get().len(),
+                });
+            }
+            let events = raw_events
+                .iter()
+                .map(|raw| {
+                    let event = RawObject::from_raw(raw).ok_or(Refusal::NotAnObject {
+                        what: "each batch event",
+                    })?;
+                    let stamp = Stamp::read(&event)?;
+                    Ok((event, stamp))
+                })
+                .collect::<Result<Vec<_>, Refusal>>()?;
+            // Consent stamped on the envelope applies to every event in it.
+            let envelope_stamp = Stamp::read(&envelope)?;
+            let keys = std::iter::once(envelope.get("writeKey"))
+                .chain(events.iter().map(|(e, _)| e.get("writeKey")));
+            let write_key = check_write_keys(config, authorization, keys)?;
+            Ok(Parsed::Batch {
+                envelope,
+                envelope_stamp,
+                events,
+                write_key,
+            })
+        }
+    }
+}
+
 /// What the proxy sends upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enforced {
     /// The body to forward; `None` when every event was dropped.
     pub body: Option<Vec<u8>>,
+    pub counts: Counts,
+}
+
+/// How many events of a request go upstream, and how many were dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
     pub forwarded: usize,
     pub dropped: usize,
 }
@@ -132,96 +245,55 @@ impl<'a> Enforcer<'a> {
         }
     }
 
-    /// Checks and rewrites one tracking request's body (single event or batch).
-    /// Checks run in the documented order: 413, then 400, then 403.
-    pub fn enforce(
-        &self,
-        endpoint: Endpoint,
-        body: &[u8],
-        authorization: Option<&str>,
-    ) -> Result<Enforced, Refusal> {
-        let limit = match endpoint {
-            Endpoint::Batch => MAX_BODY_BYTES,
-            Endpoint::Event | Endpoint::Metrics => MAX_EVENT_BYTES,
-        };
-        if body.len() > limit {
-            return Err(match endpoint {
-                Endpoint::Batch => Refusal::BodyTooLarge { bytes: body.len() },
-                _ => Refusal::EventTooLarge {
-                    index: 0,
-                    bytes: body.len(),
-                },
-            });
-        }
-        let text = std::str::from_utf8(body).map_err(|_| Refusal::NotUtf8)?;
-        match endpoint {
-            Endpoint::Metrics => {
-                serde_json::from_str::<&RawValue>(text)
-                    .map_err(|e| Refusal::InvalidJson(e.to_string()))?;
-                Ok(Enforced {
-                    body: Some(body.to_vec()),
+    /// Rewrites a checked request: drops the events whose collection is
+    /// refused and stamps the rest.
+    pub fn enforce(&self, parsed: Parsed<'_>) -> Enforced {
+        match parsed {
+            Parsed::Metrics(body) => Enforced {
+                body: Some(body.to_vec()),
+                counts: Counts {
                     forwarded: 1,
                     dropped: 0,
-                })
-            }
-            Endpoint::Event => {
-                let event = parse_object(text, "the event")?;
-                let stamp = Stamp::read(&event)?;
-                check_write_keys(self.config, authorization, [event.get("writeKey")])?;
+                },
+            },
+            Parsed::Event { event, stamp, .. } => {
                 let base = self.base(Stamp::default());
-                let mut out = Vec::with_capacity(body.len() + 256);
-                Ok(if self.rewrite_event(&event, &stamp, &base, &mut out) {
+                let mut out = Vec::with_capacity(event.len() * 64 + 512);
+                if self.rewrite_event(&event, &stamp, &base, &mut out) {
                     Enforced {
                         body: Some(out),
-                        forwarded: 1,
-                        dropped: 0,
+                        counts: Counts {
+                            forwarded: 1,
+                            dropped: 0,
+                        },
                     }
                 } else {
                     Enforced {
                         body: None,
-                        forwarded: 0,
-                        dropped: 1,
+                        counts: Counts {
+                            forwarded: 0,
+                            dropped: 1,
+                        },
                     }
-                })
+                }
             }
-            Endpoint::Batch => self.enforce_batch(text, authorization),
+            Parsed::Batch {
+                envelope,
+                envelope_stamp,
+                events,
+                ..
+            } => self.enforce_batch(&envelope, envelope_stamp, &events),
         }
     }
 
-    fn enforce_batch(&self, text: &str, authorization: Option<&str>) -> Result<Enforced, Refusal> {
-        let envelope = parse_object(text, "the request body")?;
-        let raw_events: Vec<&RawValue> = match envelope.get("batch") {
-            Some(raw) => serde_json::from_str(raw.get()).map_err(|_| Refusal::BatchNotAnArray)?,
-            None => return Err(Refusal::BatchNotAnArray),
-        };
-        if let Some((index, raw)) = raw_events
-            .iter()
-            .enumerate()
-            .find(|(_, e)| e.get().len() > MAX_EVENT_BYTES)
-        {
-            return Err(Refusal::EventTooLarge {
-                index,
-                bytes: raw.get().len(),
-            });
-        }
-        let events = raw_events
-            .iter()
-            .map(|raw| {
-                let event = RawObject::from_raw(raw).ok_or(Refusal::NotAnObject {
-                    what: "each batch event",
-                })?;
-                let stamp = Stamp::read(&event)?;
-                Ok((event, stamp))
-            })
-            .collect::<Result<Vec<_>, Refusal>>()?;
-        // Consent stamped on the envelope applies to every event in it.
-        let envelope_stamp = Stamp::read(&envelope)?;
-        let keys = std::iter::once(envelope.get("writeKey"))
-            .chain(events.iter().map(|(e, _)| e.get("writeKey")));
-        check_write_keys(self.config, authorization, keys)?;
-
+    fn enforce_batch(
+        &self,
+        envelope: &RawObject<'_>,
+        envelope_stamp: Stamp,
+        events: &[(RawObject<'_>, Stamp)],
+    ) -> Enforced {
         let base = self.base(envelope_stamp);
-        let mut out = Vec::with_capacity(text.len() + events.len() * 256);
+        let mut out = Vec::with_capacity(events.len() * 1024);
         let mut w = ObjectWriter::new(&mut out);
         let (mut forwarded, mut dropped) = (0, 0);
         for (key, value) in envelope.iter() {
@@ -229,7 +301,7 @@ impl<'a> Enforcer<'a> {
                 "batch" => {
                     let buf = w.key("batch");
                     buf.push(b'[');
-                    for (event, stamp) in &events {
+                    for (event, stamp) in events {
                         let mark = buf.len();
                         if forwarded > 0 {
                             buf.push(b',');
@@ -256,11 +328,10 @@ impl<'a> Enforcer<'a> {
             }
         }
         w.finish();
-        Ok(Enforced {
+        Enforced {
             body: (forwarded > 0).then_some(out),
-            forwarded,
-            dropped,
-        })
+            counts: Counts { forwarded, dropped },
+        }
     }
 
     /// The decisions under the cookie narrowed by `stamp`.
@@ -485,7 +556,7 @@ struct Base {
 
 /// The consent an event (or a batch envelope) already carries.
 #[derive(Debug, Default, Clone)]
-struct Stamp {
+pub struct Stamp {
     /// Groups it refuses: `categoryPreferences[g] === false` or `g:0` in `onetrust`.
     denied: Vec<String>,
     /// Groups it states at all.
@@ -626,7 +697,7 @@ fn check_write_keys<'t>(
     config: &Config,
     authorization: Option<&str>,
     body_keys: impl IntoIterator<Item = Option<&'t RawValue>>,
-) -> Result<(), Refusal> {
+) -> Result<String, Refusal> {
     let mut found: Option<String> = match authorization {
         Some(header) => Some(basic_auth_user(header).ok_or(Refusal::UnknownWriteKey)?),
         None => None,
@@ -641,7 +712,7 @@ fn check_write_keys<'t>(
     }
     match found {
         None => Err(Refusal::MissingWriteKey),
-        Some(key) if config.knows_write_key(&key) => Ok(()),
+        Some(key) if config.knows_write_key(&key) => Ok(key),
         Some(_) => Err(Refusal::UnknownWriteKey),
     }
 }
@@ -747,11 +818,8 @@ mod tests {
             auth: Option<&str>,
             ip: Option<&str>,
         ) -> Result<Enforced, Refusal> {
-            Enforcer::new(&self.config, &self.set, &self.state, ip).enforce(
-                endpoint,
-                body.as_bytes(),
-                auth,
-            )
+            let parsed = parse(&self.config, endpoint, body.as_bytes(), auth)?;
+            Ok(Enforcer::new(&self.config, &self.set, &self.state, ip).enforce(parsed))
         }
 
         /// The single event as forwarded, parsed.
@@ -1009,7 +1077,13 @@ mod tests {
             json!({}),
         );
         let enforced = f.enforce(Endpoint::Batch, &body, Some(AUTH)).unwrap();
-        assert_eq!((enforced.forwarded, enforced.dropped), (2, 1));
+        assert_eq!(
+            enforced.counts,
+            Counts {
+                forwarded: 2,
+                dropped: 1
+            }
+        );
         let out: Value = serde_json::from_slice(&enforced.body.unwrap()).unwrap();
         let ids: Vec<_> = out["batch"]
             .as_array()
@@ -1037,8 +1111,10 @@ mod tests {
             enforced,
             Enforced {
                 body: None,
-                forwarded: 0,
-                dropped: 2
+                counts: Counts {
+                    forwarded: 0,
+                    dropped: 2
+                }
             }
         );
     }
@@ -1231,12 +1307,8 @@ mod tests {
             400
         );
         assert_eq!(status(Endpoint::Event, "\u{0}", None), 400);
-        let invalid_utf8 = Enforcer::new(&f.config, &f.set, &f.state, None).enforce(
-            Endpoint::Event,
-            b"{\"a\":\"\xff\"}",
-            None,
-        );
-        assert_eq!(invalid_utf8.unwrap_err(), Refusal::NotUtf8);
+        let invalid_utf8 = parse(&f.config, Endpoint::Event, b"{\"a\":\"\xff\"}", None);
+        assert_eq!(invalid_utf8.err(), Some(Refusal::NotUtf8));
     }
 
     #[test]

@@ -5,11 +5,21 @@
 //! Workers runtime and those functions.
 
 pub mod categories;
+pub mod cdn;
 pub mod config;
 pub mod consent;
 pub mod cookie;
+pub mod cors;
 pub mod destinations;
 pub mod events;
+pub mod handlers;
+pub mod http;
 pub mod json;
+pub mod loader;
+pub mod refresh;
 pub mod region;
+pub mod routes;
 pub mod time;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;

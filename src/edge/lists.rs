@@ -1,0 +1,164 @@
+//! Destination lists on the request path: an in-isolate cache in front of KV,
+//! so a warm isolate reads KV about once a minute per write key, and a single
+//! background fetch when a key has no list yet.
+
+use super::{now_ms, upstream};
+use crate::config::Config;
+use crate::destinations::{self, DestinationList, DestinationSet};
+use crate::refresh;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use worker::{Context, Env};
+
+/// How long a list is used before KV is asked again (KV itself caches as long).
+const FRESH_MS: u64 = 60_000;
+const KV_CACHE_TTL_SECONDS: u64 = 60;
+
+/// A write key's destinations as the request path uses them.
+#[derive(Clone)]
+pub struct Loaded {
+    pub set: Rc<DestinationSet>,
+    /// `None`: no list yet, the `ALL_DEFAULT` failsafe applies.
+    pub fetched_at: Option<String>,
+}
+
+impl Loaded {
+    /// No destination known: every one falls to `ALL_DEFAULT`.
+    pub fn failsafe() -> Loaded {
+        Loaded {
+            set: Rc::new(DestinationSet::default()),
+            fetched_at: None,
+        }
+    }
+}
+
+struct Entry {
+    loaded: Loaded,
+    checked_ms: u64,
+}
+
+thread_local! {
+    static ENTRIES: RefCell<HashMap<String, Entry>> = RefCell::new(HashMap::new());
+    /// Keys with a background fetch under way: one per isolate, no stampede.
+    static FETCHING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+}
+
+/// The list for `write_key`: from this isolate, else KV, else the failsafe
+/// while one background fetch fills KV.
+pub async fn get(config: &Rc<Config>, env: &Env, ctx: &Context, write_key: &str) -> Loaded {
+    let now = now_ms();
+    let cached = ENTRIES.with(|e| {
+        e.borrow()
+            .get(write_key)
+            .map(|entry| (entry.loaded.clone(), entry.checked_ms))
+    });
+    if let Some((loaded, checked)) = &cached {
+        if now.saturating_sub(*checked) < FRESH_MS {
+            return loaded.clone();
+        }
+    }
+    let Ok(store) = KvStore::open(env) else {
+        return cached.map_or_else(Loaded::failsafe, |(loaded, _)| loaded);
+    };
+    match store.read(&destinations::kv_key(write_key)).await {
+        Ok(Some(raw)) => match DestinationList::from_json(&raw) {
+            Ok(list) => remember(config, write_key, list),
+            Err(_) => keep(write_key, cached, now),
+        },
+        Ok(None) => {
+            fetch_in_background(config, env, ctx, write_key);
+            keep(write_key, cached, now)
+        }
+        // KV trouble: keep serving what this isolate had.
+        Err(_) => keep(write_key, cached, now),
+    }
+}
+
+/// Keeps the isolate's entry (or the failsafe) for another period.
+fn keep(write_key: &str, cached: Option<(Loaded, u64)>, now: u64) -> Loaded {
+    let loaded = cached.map_or_else(Loaded::failsafe, |(loaded, _)| loaded);
+    let entry = Entry {
+        loaded: loaded.clone(),
+        checked_ms: now,
+    };
+    ENTRIES.with(|e| e.borrow_mut().insert(write_key.to_owned(), entry));
+    loaded
+}
+
+/// Maps a fresh list and makes it this isolate's current one.
+pub fn remember(config: &Config, write_key: &str, list: DestinationList) -> Loaded {
+    let loaded = Loaded {
+        set: Rc::new(DestinationSet::new(&list.destinations, config)),
+        fetched_at: Some(list.fetched_at),
+    };
+    let entry = Entry {
+        loaded: loaded.clone(),
+        checked_ms: now_ms(),
+    };
+    ENTRIES.with(|e| e.borrow_mut().insert(write_key.to_owned(), entry));
+    loaded
+}
+
+fn fetch_in_background(config: &Rc<Config>, env: &Env, ctx: &Context, write_key: &str) {
+    let first = FETCHING.with(|f| f.borrow_mut().insert(write_key.to_owned()));
+    let (Some(cdn), true, Ok(store)) = (config.segment_cdn.clone(), first, KvStore::open(env))
+    else {
+        return;
+    };
+    let (config, write_key) = (config.clone(), write_key.to_owned());
+    ctx.wait_until(async move {
+        let (status, list) =
+            refresh::refresh_key(&upstream::Edge, &store, &cdn, &write_key, now_ms()).await;
+        worker::console_log!(
+            "{}",
+            refresh::log_line(&write_key, &status, "first-request")
+        );
+        if let Some(list) = list {
+            remember(&config, &write_key, list);
+        }
+        FETCHING.with(|f| f.borrow_mut().remove(&write_key));
+    });
+}
+
+/// The `DESTINATIONS` KV namespace.
+pub struct KvStore(worker::KvStore);
+
+impl KvStore {
+    pub fn open(env: &Env) -> worker::Result<KvStore> {
+        Ok(KvStore(env.kv("DESTINATIONS")?))
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<String>, String> {
+        self.0
+            .get(key)
+            .cache_ttl(KV_CACHE_TTL_SECONDS)
+            .text()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// A value, or `None` when absent or unreadable (for reports).
+    pub async fn text(&self, key: &str) -> Option<String> {
+        self.read(key).await.ok().flatten()
+    }
+
+    pub async fn list(&self, write_key: &str) -> Option<DestinationList> {
+        DestinationList::from_json(&self.text(&destinations::kv_key(write_key)).await?).ok()
+    }
+}
+
+impl refresh::Store for KvStore {
+    async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        self.read(key).await
+    }
+
+    async fn put(&self, key: &str, value: String) -> Result<(), String> {
+        self.0
+            .put(key, value)
+            .map_err(|e| e.to_string())?
+            .execute()
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,359 @@
+//! What each route answers, as plain functions of what the glue read from
+//! the request, from KV and from upstream.
+
+use crate::cdn::{self, CdnPath};
+use crate::config::Config;
+use crate::consent::{verdict, ConsentState, Explanation, RequestSignals, Resolution};
+use crate::cookie::parse_cookie_header;
+use crate::destinations::DestinationSet;
+use crate::events::{Counts, Enforced};
+use crate::http::{FetchFailure, Fetched, Reply, UrlParts};
+use crate::json::ObjectWriter;
+use crate::loader::{self, LoaderInput, Origin};
+use crate::refresh::{short_key, RefreshStatus};
+use crate::routes::query_param;
+use crate::time::parse_rfc3339;
+
+/// How long the proxy waits for Segment before answering 504.
+pub const UPSTREAM_TIMEOUT_MS: u32 = 10_000;
+
+/// The visitor signals consent depends on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Visitor<'a> {
+    pub cookie: &'a [u8],
+    /// `Sec-GPC: 1`.
+    pub sec_gpc: bool,
+    /// Cloudflare's country for the request.
+    pub country: Option<&'a str>,
+}
+
+pub fn resolve(config: &Config, visitor: Visitor<'_>) -> ConsentState {
+    let signals = RequestSignals {
+        sec_gpc: visitor.sec_gpc,
+        country: visitor.country,
+    };
+    ConsentState::resolve(config, &parse_cookie_header(visitor.cookie), signals)
+}
+
+/// Whether a `Sec-GPC` header value is the GPC signal.
+pub fn is_gpc(header: Option<&str>) -> bool {
+    header.is_some_and(|v| v.trim() == "1")
+}
+
+/// Which route needs a write key, for its not-found answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyedRoute {
+    Loader,
+    Consent,
+}
+
+/// `?wk=KEY` if configured, else the first configured key; an unknown key is a 404.
+pub fn requested_write_key<'c>(
+    config: &'c Config,
+    query: &str,
+    route: KeyedRoute,
+) -> Result<&'c str, Reply> {
+    let found = match query_param(query, "wk") {
+        Some(wk) => config
+            .write_keys
+            .iter()
+            .find(|k| *k == wk)
+            .map(String::as_str),
+        None => config.default_write_key(),
+    };
+    found.ok_or_else(|| match route {
+        KeyedRoute::Loader => Reply::new(
+            404,
+            "application/javascript; charset=utf-8",
+            b"/* consent-edge: this write key is not configured here (WRITE_KEYS); analytics.js was not loaded. */\n".to_vec(),
+        )
+        .with("cache-control", "no-store"),
+        KeyedRoute::Consent => Reply::error(404, "write key not configured (WRITE_KEYS)"),
+    })
+}
+
+/// The loader script for this visitor.
+pub fn loader(
+    config: &Config,
+    url: &UrlParts<'_>,
+    write_key: &str,
+    set: &DestinationSet,
+    state: &ConsentState,
+) -> Reply {
+    let resolution = Resolution::of_state(config, set, state);
+    let input = LoaderInput {
+        write_key,
+        origin: Origin {
+            scheme: url.scheme,
+            host: url.host,
+            prefix: &config.path_prefix,
+        },
+        mode: config.mode,
+        page: query_param(url.query, "page") != Some("0"),
+        set,
+        resolution: &resolution,
+    };
+    Reply::new(
+        200,
+        "application/javascript; charset=utf-8",
+        loader::render(&input),
+    )
+    .with("cache-control", "private, max-age=0")
+    .with("vary", "Cookie, Sec-GPC")
+}
+
+/// `/consent`: what this request resolves to, and why, per destination.
+pub fn consent(
+    config: &Config,
+    set: &DestinationSet,
+    state: &ConsentState,
+    list_fetched_at: Option<&str>,
+) -> Reply {
+    let resolution = Resolution::of_state(config, set, state);
+    let mut body = Vec::with_capacity(1024);
+    let mut w = ObjectWriter::new(&mut body);
+    w.str("model", state.model.as_str());
+    w.str("source", state.source.as_str());
+    w.bool("gpc", state.gpc);
+    w.bool("awaitingReconsent", state.awaiting_reconsent);
+    resolution.write_preferences(w.key("groups"));
+    w.bool("collection", resolution.collection);
+    {
+        let mut dw = ObjectWriter::new(w.key("destinations"));
+        for dest in set.destinations() {
+            let verdict = verdict(config, state, resolution.collection, dest);
+            let mut d = ObjectWriter::new(dw.key(&dest.key));
+            d.str("name", &dest.name);
+            d.bool("enabled", verdict.enabled());
+            let groups = d.key("groups");
+            groups.extend_from_slice(
+                serde_json::to_string(&dest.groups)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
+            d.str("reason", &Explanation { dest, verdict }.to_string());
+            d.finish();
+        }
+        dw.finish();
+    }
+    resolution.write_integrations(set, w.key("integrations"));
+    w.str("onetrust", &resolution.onetrust());
+    match list_fetched_at {
+        Some(at) => w.str("destinationsFetchedAt", at),
+        None => w.key("destinationsFetchedAt").extend_from_slice(b"null"),
+    }
+    w.finish();
+    Reply::json(200, body)
+        .with("cache-control", "private, no-store")
+        .with("vary", "Cookie, Sec-GPC")
+}
+
+/// What `/healthz` knows of one write key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyHealth {
+    /// The stored list's size and fetch time, if a list is stored.
+    pub list: Option<(usize, String)>,
+    pub last_refresh: Option<RefreshStatus>,
+}
+
+/// `/healthz`: 503 while the configuration is broken.
+pub fn healthz(config: &Config, keys: &[(&str, KeyHealth)], now_ms: u64) -> Reply {
+    let ok = config.errors.is_empty();
+    let mut body = Vec::with_capacity(512);
+    let mut w = ObjectWriter::new(&mut body);
+    w.bool("ok", ok);
+    w.str("version", env!("CARGO_PKG_VERSION"));
+    {
+        let errors = w.key("configErrors");
+        errors.push(b'[');
+        for (i, error) in config.errors.iter().enumerate() {
+            if i > 0 {
+                errors.push(b',');
+            }
+            let mut e = ObjectWriter::new(errors);
+            e.str("key", error.key());
+            e.str("message", &error.to_string());
+            e.finish();
+        }
+        errors.push(b']');
+    }
+    {
+        let mut kw = ObjectWriter::new(w.key("writeKeys"));
+        for (wk, health) in keys {
+            let mut h = ObjectWriter::new(kw.key(&short_key(wk)));
+            let (count, age) = match &health.list {
+                Some((count, at)) => (
+                    count.to_string(),
+                    parse_rfc3339(at).map_or("null".to_owned(), |t| {
+                        (now_ms.saturating_sub(t) / 1000).to_string()
+                    }),
+                ),
+                None => ("0".to_owned(), "null".to_owned()),
+            };
+            h.key("destinations").extend_from_slice(count.as_bytes());
+            h.key("ageSeconds").extend_from_slice(age.as_bytes());
+            let refresh = h.key("lastRefresh");
+            match &health.last_refresh {
+                Some(status) => {
+                    let mut r = ObjectWriter::new(refresh);
+                    r.str("at", &status.at);
+                    r.bool("ok", status.ok);
+                    r.str("reason", &status.reason);
+                    r.finish();
+                }
+                None => refresh.extend_from_slice(b"null"),
+            }
+            h.finish();
+        }
+        kw.finish();
+    }
+    w.finish();
+    Reply::json(if ok { 200 } else { 503 }, body).with("cache-control", "no-store")
+}
+
+/// The upstream URL for a CDN path, or a 404 (503 while `SEGMENT_CDN` is broken).
+pub fn cdn_target<'p>(config: &Config, path: &'p str) -> Result<(CdnPath<'p>, String), Reply> {
+    let kind = cdn::classify(config, path).ok_or_else(Reply::not_found)?;
+    let base = config
+        .segment_cdn
+        .as_deref()
+        .ok_or_else(|| Reply::error(503, "SEGMENT_CDN is misconfigured"))?;
+    Ok((kind, format!("{base}{path}")))
+}
+
+/// Passes a CDN answer on; settings get `apiHost`/`protocol` pointed here.
+pub fn cdn_reply(
+    config: &Config,
+    kind: CdnPath<'_>,
+    url: &UrlParts<'_>,
+    fetched: Result<Fetched, FetchFailure>,
+) -> Reply {
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err(failure) => return failure_reply(&failure, "the Segment CDN"),
+    };
+    let ok = (200..300).contains(&fetched.status);
+    let body = if ok && kind.is_settings() {
+        let api_host = format!("{}{}/api/v1", url.host, config.path_prefix);
+        match cdn::patch_settings(&fetched.body, &api_host, url.scheme) {
+            Some(patched) => patched,
+            None => {
+                return Reply::error(
+                    502,
+                    "the Segment CDN sent settings that are not a settings object",
+                )
+            }
+        }
+    } else {
+        fetched.body
+    };
+    let content_type = fetched
+        .content_type
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    let mut reply = Reply::new(fetched.status, &content_type, body);
+    if let Some(cc) = fetched.cache_control {
+        reply = reply.with("cache-control", cc);
+    }
+    if let Some(ra) = fetched.retry_after {
+        reply = reply.with("retry-after", ra);
+    }
+    reply
+}
+
+/// Whether a CDN answer may be kept in the Cache API (shared by every visitor):
+/// a 200 that upstream does not mark private or uncacheable.
+pub fn cdn_cacheable(fetched: &Fetched) -> bool {
+    fetched.status == 200
+        && fetched.cache_control.as_deref().is_none_or(|cc| {
+            let cc = cc.to_ascii_lowercase();
+            !cc.contains("private") && !cc.contains("no-store")
+        })
+}
+
+/// The request headers a tracking post forwards.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackHeaders<'a> {
+    pub content_type: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub retry_count: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// A tracking post to send upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Where and how to forward what survived enforcement; `Err` is the answer
+/// when nothing needs forwarding (every event dropped) or nothing can be.
+pub fn track_forward(
+    config: &Config,
+    segment: &str,
+    enforced: Enforced,
+    headers: TrackHeaders<'_>,
+) -> Result<Forward, Reply> {
+    let Some(body) = enforced.body else {
+        return Err(with_counts(
+            Reply::json(200, br#"{"success":true}"#.to_vec()),
+            enforced.counts,
+        ));
+    };
+    let Some(api) = config.segment_api.as_deref() else {
+        return Err(Reply::error(503, "SEGMENT_API is misconfigured").with("retry-after", "60"));
+    };
+    let mut out = vec![(
+        "content-type",
+        headers.content_type.unwrap_or("text/plain").to_owned(),
+    )];
+    let passed = [
+        ("authorization", headers.authorization),
+        ("x-retry-count", headers.retry_count),
+        ("user-agent", headers.user_agent),
+    ];
+    out.extend(
+        passed
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?.to_owned()))),
+    );
+    Ok(Forward {
+        url: format!("{api}/v1/{segment}"),
+        headers: out,
+        body,
+    })
+}
+
+/// Passes Segment's answer back: its status (so analytics.js retries 5xx and
+/// 429), `Retry-After`, and the consent counts.
+pub fn track_reply(counts: Counts, fetched: Result<Fetched, FetchFailure>) -> Reply {
+    let reply = match fetched {
+        Err(failure) => failure_reply(&failure, "the Segment API"),
+        Ok(f) => {
+            let content_type = f
+                .content_type
+                .unwrap_or_else(|| "application/json".to_owned());
+            let mut reply = Reply::new(f.status, &content_type, f.body);
+            if let Some(ra) = f.retry_after {
+                reply = reply.with("retry-after", ra);
+            }
+            reply
+        }
+    };
+    with_counts(reply, counts)
+}
+
+fn with_counts(reply: Reply, counts: Counts) -> Reply {
+    reply
+        .with("x-consent-forwarded", counts.forwarded.to_string())
+        .with("x-consent-dropped", counts.dropped.to_string())
+        .with("cache-control", "no-store")
+}
+
+fn failure_reply(failure: &FetchFailure, what: &str) -> Reply {
+    match failure {
+        FetchFailure::Unreachable(_) => Reply::error(502, &format!("{what} is unreachable")),
+        FetchFailure::Timeout => Reply::error(504, &format!("{what} did not answer in time")),
+    }
+}

@@ -1,0 +1,161 @@
+//! Plain descriptions of what the Worker answers and where a request went:
+//! the glue turns a [`Reply`] into a runtime `Response`, nothing more.
+
+use crate::json::ObjectWriter;
+
+/// A response, decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn new(status: u16, content_type: &str, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type", content_type.to_owned())],
+            body,
+        }
+    }
+
+    pub fn json(status: u16, body: Vec<u8>) -> Reply {
+        Reply::new(status, "application/json; charset=utf-8", body)
+    }
+
+    /// `{"error": "<message>", "status": <status>}`.
+    pub fn error(status: u16, message: &str) -> Reply {
+        let mut body = Vec::with_capacity(message.len() + 32);
+        let mut w = ObjectWriter::new(&mut body);
+        w.str("error", message);
+        w.key("status")
+            .extend_from_slice(status.to_string().as_bytes());
+        w.finish();
+        Reply::json(status, body).with("cache-control", "no-store")
+    }
+
+    pub fn not_found() -> Reply {
+        Reply::error(404, "not found")
+    }
+
+    pub fn method_not_allowed(allow: &'static str) -> Reply {
+        Reply::error(405, "method not allowed").with("allow", allow)
+    }
+
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An upstream answer, as far as the Worker passes it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Why an upstream call produced no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchFailure {
+    Unreachable(String),
+    Timeout,
+}
+
+impl std::fmt::Display for FetchFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchFailure::Unreachable(reason) => write!(f, "unreachable: {reason}"),
+            FetchFailure::Timeout => write!(f, "timed out"),
+        }
+    }
+}
+
+/// The parts of a request URL the Worker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrlParts<'a> {
+    pub scheme: &'a str,
+    /// `host[:port]`, as in the URL.
+    pub host: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    /// Splits an absolute `scheme://host/path?query#fragment` URL.
+    pub fn parse(url: &'a str) -> Option<UrlParts<'a>> {
+        let (scheme, rest) = url.split_once("://")?;
+        let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (host, rest) = rest.split_at(authority_end);
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if host.is_empty() {
+            return None;
+        }
+        Some(UrlParts {
+            scheme,
+            host,
+            path: if path.is_empty() { "/" } else { path },
+            query,
+        })
+    }
+
+    /// `scheme://host`: what a browser sends as `Origin` for this URL.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.host).to_ascii_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_json_with_their_status() {
+        let reply = Reply::error(413, "too \"big\"");
+        assert_eq!(reply.status, 413);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/json; charset=utf-8")
+        );
+        let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "too \"big\"", "status": 413})
+        );
+        assert_eq!(
+            Reply::method_not_allowed("GET, HEAD").header("allow"),
+            Some("GET, HEAD")
+        );
+    }
+
+    #[test]
+    fn splits_urls() {
+        let u = UrlParts::parse("https://Shop.Example:8443/edge/loader.js?wk=a&page=0#x").unwrap();
+        assert_eq!(
+            (u.scheme, u.host, u.path, u.query),
+            (
+                "https",
+                "Shop.Example:8443",
+                "/edge/loader.js",
+                "wk=a&page=0"
+            )
+        );
+        assert_eq!(u.origin(), "https://shop.example:8443");
+        let u = UrlParts::parse("http://localhost?x").unwrap();
+        assert_eq!((u.host, u.path, u.query), ("localhost", "/", "x"));
+        assert_eq!(UrlParts::parse("/relative"), None);
+        assert_eq!(UrlParts::parse("https:///x"), None);
+    }
+}
