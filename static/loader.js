@@ -129,7 +129,17 @@
     type: "before",
     version: edge.version,
     isLoaded: function () { return true; },
-    load: function () { return Promise.resolve(); },
+    load: function (ctx, instance) {
+      // By now analytics.js has chosen the device-mode destinations from the
+      // load options. It would also copy those load-time values into every
+      // event, where they would read as the page's own choices and pin a
+      // later grant to false; the stamp sets every destination instead.
+      var live = instance && instance.integrations;
+      if (isObject(live)) {
+        for (var key in consent.integrations) if (key !== "Segment.io") delete live[key];
+      }
+      return Promise.resolve();
+    },
     track: stampWhenCurrent,
     page: stampWhenCurrent,
     identify: stampWhenCurrent,
@@ -163,12 +173,6 @@
       })
       .then(function (next) {
         consent = { collection: next.collection, integrations: next.integrations, groups: next.groups };
-        var live = w.analytics;
-        if (live && live.initialized && isObject(live.integrations)) {
-          for (var key in consent.integrations) {
-            if (key !== "Segment.io") live.integrations[key] = consent.integrations[key];
-          }
-        }
         if (summary(consent) !== before) {
           w.analytics.track("Segment Consent Preference Updated", {}, {
             context: { consent: { categoryPreferences: stampPreferences({}) } }

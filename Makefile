@@ -1,0 +1,46 @@
+# The two commands that matter:
+#   make dev    run the Worker locally (Miniflare: local KV, demo page, fake Segment; offline)
+#   make test   run every test (installs what is missing first)
+.PHONY: dev test build setup setup-browser check unit js-tests size deploy-check bench fuzz
+
+dev: build
+	node dev/run.mjs
+
+test: setup-browser check unit build size js-tests deploy-check
+
+setup:
+	bash scripts/setup.sh
+
+setup-browser:
+	bash scripts/setup.sh browser
+
+build:
+	bash scripts/build.sh
+
+# Formatting and lints, native and for the Worker target.
+check: setup
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+
+# The pure core, natively.
+unit:
+	cargo test
+
+# The wasm size budget (see BENCHMARKS.md).
+size: build
+	node scripts/size.mjs
+
+# The built Worker in workerd (Miniflare): routes, KV, cron, faults, hostile
+# input; and real analytics-next in headless Chromium against it.
+js-tests: build
+	node --test --test-reporter=spec tests/*.test.mjs
+
+deploy-check: build
+	WRANGLER_SEND_METRICS=false npx wrangler deploy --dry-run --outdir build/dry-run
+
+bench: build
+	node bench/run.mjs
+
+fuzz:
+	bash scripts/fuzz.sh

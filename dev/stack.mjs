@@ -1,0 +1,103 @@
+// The local stack shared by `make dev`, the Worker tests, the browser tests
+// and the benchmarks: the built Worker (build/index.js + wasm) in workerd via
+// Miniflare, with a real KV namespace, behind a tiny "site" worker that serves
+// static/ pages on the same origin, and the fake Segment as the only upstream.
+
+import { Miniflare } from "miniflare";
+import { readFileSync, readdirSync, existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+import { startFakeSegment } from "./fake-segment.mjs";
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const buildDir = join(root, "build");
+export const CRON = "*/10 * * * *";
+
+/** The `[vars]` of wrangler.toml, so local runs use the documented defaults. */
+export function wranglerVars() {
+  const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
+  const section = toml.split(/^\[vars\]\s*$/m)[1]?.split(/^\[/m)[0] ?? "";
+  const vars = {};
+  for (const line of section.split("\n")) {
+    const m = line.match(/^\s*([A-Z_]+)\s*=\s*(.+?)\s*$/);
+    if (m) vars[m[1]] = JSON.parse(m[2].replace(/^'(.*)'$/, (_, s) => JSON.stringify(s)));
+  }
+  return vars;
+}
+
+function pages() {
+  const dir = join(root, "static");
+  const out = {};
+  for (const file of readdirSync(dir)) {
+    if (file.endsWith(".html")) out["/" + file] = readFileSync(join(dir, file), "utf8");
+  }
+  return out;
+}
+
+/** Miniflare options for the built Worker alone. */
+export function edgeWorker({ vars = {}, outbound, name = "edge" } = {}) {
+  if (!existsSync(join(buildDir, "index.js"))) throw new Error("build/index.js is missing: run `make build` first");
+  return {
+    name,
+    modules: true,
+    scriptPath: join(buildDir, "index.js"),
+    modulesRoot: buildDir,
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2026-04-01",
+    kvNamespaces: ["DESTINATIONS"],
+    bindings: vars,
+    outboundService: outbound,
+  };
+}
+
+/**
+ * Starts the stack. `vars` override wrangler.toml's; `cf` is the request
+ * metadata workerd reports (country…); `port` 0 picks a free one.
+ */
+export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, kvPersist = false, segment } = {}) {
+  const allVars = { ...wranglerVars(), ...vars };
+  const ownSegment = !segment;
+  segment ??= await startFakeSegment();
+  // Every outbound request of the Worker (cdn.segment.com, api.segment.io, …)
+  // goes to the fake, whatever host it names.
+  const outbound = { external: { address: segment.address, http: {} } };
+  const mf = new Miniflare({
+    host: "127.0.0.1",
+    port,
+    cf,
+    kvPersist,
+    workers: [
+      {
+        name: "site",
+        modules: true,
+        scriptPath: join(root, "dev", "site.mjs"),
+        compatibilityDate: "2026-04-01",
+        bindings: { PAGES: pages(), PREFIX: allVars.PATH_PREFIX ?? "/edge" },
+        serviceBindings: { EDGE: "edge", SEGMENT: outbound },
+      },
+      edgeWorker({ vars: allVars, outbound }),
+    ],
+  });
+  const url = await mf.ready;
+  return {
+    mf,
+    url: url.href.replace(/\/$/, ""),
+    segment,
+    vars: allVars,
+    /** Fires the Worker's cron trigger, as Cloudflare would. */
+    async cron() {
+      const edge = await mf.getWorker("edge");
+      return edge.scheduled({ cron: CRON });
+    },
+    async kv() {
+      return mf.getKVNamespace("DESTINATIONS", "edge");
+    },
+    async dispose() {
+      await mf.dispose();
+      if (ownSegment) await segment.close();
+    },
+  };
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the Worker: build/index.js + build/index_bg.wasm, as worker-build
+# emits them. worker-build would download wasm-bindgen, wasm-opt and esbuild;
+# it is pointed at the pinned local ones instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen)}"
+export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
+export ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/@esbuild/linux-x64/bin/esbuild}"
+worker-build --release
