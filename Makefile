@@ -6,7 +6,7 @@
 dev: build
 	node dev/run.mjs
 
-test: setup-browser check unit build size js-tests deploy-check
+test: setup-browser check unit build size deploy-check js-tests
 
 setup:
 	bash scripts/setup.sh
