@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 
-const BUDGET_GZIP_BYTES = 190 * 1024;
+const BUDGET_GZIP_BYTES = 204 * 1024;
 
 const wasm = readFileSync(new URL("../build/index_bg.wasm", import.meta.url));
 const js = readFileSync(new URL("../build/index.js", import.meta.url));

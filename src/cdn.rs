@@ -2,7 +2,7 @@
 //! points analytics.js at this Worker for events.
 
 use crate::config::Config;
-use crate::json::{ObjectWriter, RawObject};
+use crate::json::{ObjectWriter, RawObject, Shape};
 
 /// An allowed CDN path (the part after `{prefix}/cdn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,38 +57,42 @@ fn is_safe_segment(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.~@+".contains(&b))
 }
 
+/// What the patch reads of the settings document in its one pass.
+const SETTINGS: &[(&str, Shape)] = &[(
+    "integrations",
+    Shape::Object(&[("Segment.io", Shape::Object(&[]))]),
+)];
+
 /// Rewrites Segment's source settings so analytics.js posts events to
 /// `{protocol}://{api_host}`: `integrations["Segment.io"].apiHost` (no scheme,
 /// as analytics.js expects) and `.protocol`, added if Segment left them out.
 /// Everything else is kept as it came. `None` if the body is not a settings object.
 pub fn patch_settings(body: &[u8], api_host: &str, protocol: &str) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(body).ok()?;
-    let settings = RawObject::parse(text)?;
-    let integrations = RawObject::from_raw(settings.get("integrations")?)?;
+    let settings = RawObject::parse_shaped(text, SETTINGS).ok()?;
+    let integrations = settings.object("integrations")?;
     let segment = match integrations.get("Segment.io") {
-        Some(raw) => RawObject::from_raw(raw)?,
-        None => RawObject::default(),
+        Some(_) => Some(integrations.object("Segment.io")?),
+        None => None,
     };
 
     let mut out = Vec::with_capacity(body.len() + 64);
     let mut w = ObjectWriter::new(&mut out);
-    for (key, value) in settings.iter() {
-        if key != "integrations" {
-            w.raw(key, value);
+    for entry in settings.iter() {
+        if entry.key() != "integrations" {
+            w.entry(entry);
             continue;
         }
-        let mut iw = ObjectWriter::new(w.key(key));
-        let mut wrote_segment = false;
-        for (name, value) in integrations.iter() {
-            if name == "Segment.io" {
-                write_segment(&mut iw, &segment, api_host, protocol);
-                wrote_segment = true;
+        let mut iw = ObjectWriter::new(w.key_of(entry));
+        for integration in integrations.iter() {
+            if integration.key() == "Segment.io" {
+                write_segment(iw.key_of(integration), segment, api_host, protocol);
             } else {
-                iw.raw(name, value);
+                iw.entry(integration);
             }
         }
-        if !wrote_segment {
-            write_segment(&mut iw, &segment, api_host, protocol);
+        if segment.is_none() {
+            write_segment(iw.key("Segment.io"), None, api_host, protocol);
         }
         iw.finish();
     }
@@ -97,15 +101,15 @@ pub fn patch_settings(body: &[u8], api_host: &str, protocol: &str) -> Option<Vec
 }
 
 fn write_segment(
-    w: &mut ObjectWriter<'_>,
-    segment: &RawObject<'_>,
+    out: &mut Vec<u8>,
+    segment: Option<&RawObject<'_>>,
     api_host: &str,
     protocol: &str,
 ) {
-    let mut sw = ObjectWriter::new(w.key("Segment.io"));
-    for (key, value) in segment.iter() {
-        if key != "apiHost" && key != "protocol" {
-            sw.raw(key, value);
+    let mut sw = ObjectWriter::new(out);
+    for entry in segment.into_iter().flat_map(RawObject::iter) {
+        if entry.key() != "apiHost" && entry.key() != "protocol" {
+            sw.entry(entry);
         }
     }
     sw.str("apiHost", api_host);

@@ -147,16 +147,26 @@ impl ConsentFields {
         let mut seen: Vec<&str> = Vec::new();
         for field in value.split('&') {
             let (name, field_value) = field.split_once('=').unwrap_or((field, ""));
-            // A field that appears twice: the first one counts.
-            if seen.contains(&name) {
+            // Most fields (datestamp, consentId, landingPath…) are never read.
+            if !Self::NAMES.contains(&name) || seen.contains(&name) {
                 continue;
             }
+            // A field that appears twice: the first one counts.
             seen.push(name);
             let field_value = percent_decode_rounds(field_value, true);
             fields.read(name, field_value.trim());
         }
         fields
     }
+
+    const NAMES: [&'static str; 6] = [
+        "groups",
+        "isGpcEnabled",
+        "browserGpcFlag",
+        "interactionCount",
+        "geolocation",
+        "AwaitingReconsent",
+    ];
 
     fn read(&mut self, name: &str, value: &str) {
         match name {

@@ -4,9 +4,9 @@
 use crate::categories::groups_for_category;
 use crate::config::Config;
 use crate::time::{format_rfc3339, parse_rfc3339};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::fmt;
 
 /// The KV key holding a write key's list. The `v1:` prefix lets a later
@@ -194,7 +194,7 @@ pub struct MappedDestination {
 pub struct DestinationSet {
     destinations: Vec<MappedDestination>,
     /// creationName and name → position; creationName wins a clash.
-    index: HashMap<String, usize>,
+    index: FxHashMap<String, usize>,
     /// Every group some destination needs, in list order, once.
     groups: Vec<String>,
 }
@@ -248,6 +248,16 @@ impl DestinationSet {
     /// The position of the destination an `integrations` key names (creationName or name).
     pub fn find(&self, key: &str) -> Option<usize> {
         self.index.get(key).copied()
+    }
+
+    /// [`find`](Self::find), trying position `hint` first: the loader stamps
+    /// events with every destination in set order, so walking an event's
+    /// `integrations` mostly meets them in that order, without hashing.
+    pub fn find_from(&self, hint: usize, key: &str) -> Option<usize> {
+        match self.destinations.get(hint) {
+            Some(d) if d.key == key => Some(hint),
+            _ => self.find(key),
+        }
     }
 
     /// Every group some destination needs.
@@ -415,5 +425,13 @@ mod tests {
         assert_eq!(set.find("Amplitude"), Some(0));
         assert_eq!(set.find("Other"), Some(1));
         assert_eq!(set.find("amplitude"), None);
+        assert_eq!(set.find_from(1, "Other"), Some(1));
+        assert_eq!(
+            set.find_from(0, "Other"),
+            Some(1),
+            "a wrong hint still finds it"
+        );
+        assert_eq!(set.find_from(7, "Amplitude"), Some(0));
+        assert_eq!(set.find_from(0, "nope"), None);
     }
 }

@@ -10,13 +10,27 @@
 use crate::config::Config;
 use crate::consent::{collection, ConsentState, Grants, Resolution, SEGMENT_IO};
 use crate::destinations::DestinationSet;
-use crate::json::{write_str, ObjectWriter, RawObject};
-use serde_json::value::RawValue;
+use crate::json::{
+    self, bool_text, string_value, write_str, ObjectWriter, ParseError, RawObject, Shape,
+};
 use std::fmt;
 
 /// Segment's limits: 32 KiB per event, 500 KiB per batch request.
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 pub const MAX_BODY_BYTES: usize = 500 * 1024;
+
+/// What the proxy reads of an event in its one pass over it.
+const CONSENT: Shape = Shape::Object(&[("categoryPreferences", Shape::Object(&[]))]);
+const EVENT: &[(&str, Shape)] = &[
+    ("integrations", Shape::Object(&[])),
+    ("context", Shape::Object(&[("consent", CONSENT)])),
+];
+/// A batch: its own consent fields, and each event read as above.
+const ENVELOPE: &[(&str, Shape)] = &[
+    ("integrations", Shape::Object(&[])),
+    ("context", Shape::Object(&[("consent", CONSENT)])),
+    ("batch", Shape::Array(&Shape::Object(EVENT))),
+];
 
 /// The tracking API calls analytics.js and Segment's libraries make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,18 +86,14 @@ impl Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::BodyTooLarge { bytes } => {
-                write!(
-                    f,
-                    "request body is {bytes} bytes; the limit is {MAX_BODY_BYTES}"
-                )
-            }
-            Refusal::EventTooLarge { index, bytes } => {
-                write!(
-                    f,
-                    "event {index} is {bytes} bytes; the limit is {MAX_EVENT_BYTES}"
-                )
-            }
+            Refusal::BodyTooLarge { bytes } => write!(
+                f,
+                "request body is {bytes} bytes; the limit is {MAX_BODY_BYTES}"
+            ),
+            Refusal::EventTooLarge { index, bytes } => write!(
+                f,
+                "event {index} is {bytes} bytes; the limit is {MAX_EVENT_BYTES}"
+            ),
             Refusal::NotUtf8 => write!(f, "request body is not UTF-8"),
             Refusal::InvalidJson(e) => write!(f, "request body is not valid JSON: {e}"),
             Refusal::NotAnObject { what } => write!(f, "{what} must be a JSON object"),
@@ -111,7 +121,8 @@ pub enum Parsed<'b> {
     Batch {
         envelope: RawObject<'b>,
         envelope_stamp: Stamp,
-        events: Vec<(RawObject<'b>, Stamp)>,
+        /// One per event of the envelope's `batch`, in order.
+        stamps: Vec<Stamp>,
         write_key: String,
     },
 }
@@ -150,12 +161,11 @@ pub fn parse<'b>(
     let text = std::str::from_utf8(body).map_err(|_| Refusal::NotUtf8)?;
     match endpoint {
         Endpoint::Metrics => {
-            serde_json::from_str::<&RawValue>(text)
-                .map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+            json::validate(text).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
             Ok(Parsed::Metrics(body))
         }
         Endpoint::Event => {
-            let event = parse_object(text, "the event")?;
+            let event = parse_object(text, EVENT, "the event")?;
             let stamp = Stamp::read(&event)?;
             let write_key = check_write_keys(config, authorization, [event.get("writeKey")])?;
             Ok(Parsed::Event {
@@ -165,42 +175,39 @@ pub fn parse<'b>(
             })
         }
         Endpoint::Batch => {
-            let envelope = parse_object(text, "the request body")?;
-            let raw_events: Vec<&RawValue> = match envelope.get("batch") {
-                Some(raw) => {
-                    serde_json::from_str(raw.get()).map_err(|_| Refusal::BatchNotAnArray)?
-                }
-                None => return Err(Refusal::BatchNotAnArray),
-            };
-            if let Some((index, raw)) = raw_events
+            let envelope = parse_object(text, ENVELOPE, "the request body")?;
+            let events = envelope.array("batch").ok_or(Refusal::BatchNotAnArray)?;
+            if let Some((index, e)) = events
                 .iter()
                 .enumerate()
-                .find(|(_, e)| e.get().len() > MAX_EVENT_BYTES)
+                .find(|(_, e)| e.raw.len() > MAX_EVENT_BYTES)
             {
                 return Err(Refusal::EventTooLarge {
                     index,
-                    bytes: raw.get().len(),
+                    bytes: e.raw.len(),
                 });
             }
-            let events = raw_events
+            let not_an_object = Refusal::NotAnObject {
+                what: "each batch event",
+            };
+            let stamps = events
                 .iter()
-                .map(|raw| {
-                    let event = RawObject::from_raw(raw).ok_or(Refusal::NotAnObject {
-                        what: "each batch event",
-                    })?;
-                    let stamp = Stamp::read(&event)?;
-                    Ok((event, stamp))
-                })
+                .map(|e| Stamp::read(e.object.as_ref().ok_or(not_an_object.clone())?))
                 .collect::<Result<Vec<_>, Refusal>>()?;
             // Consent stamped on the envelope applies to every event in it.
             let envelope_stamp = Stamp::read(&envelope)?;
-            let keys = std::iter::once(envelope.get("writeKey"))
-                .chain(events.iter().map(|(e, _)| e.get("writeKey")));
-            let write_key = check_write_keys(config, authorization, keys)?;
+            let event_keys = events
+                .iter()
+                .map(|e| e.object.as_ref().and_then(|o| o.get("writeKey")));
+            let write_key = check_write_keys(
+                config,
+                authorization,
+                std::iter::once(envelope.get("writeKey")).chain(event_keys),
+            )?;
             Ok(Parsed::Batch {
                 envelope,
                 envelope_stamp,
-                events,
+                stamps,
                 write_key,
             })
         }
@@ -258,7 +265,7 @@ impl<'a> Enforcer<'a> {
             },
             Parsed::Event { event, stamp, .. } => {
                 let base = self.base(Stamp::default());
-                let mut out = Vec::with_capacity(event.len() * 64 + 512);
+                let mut out = Vec::with_capacity(self.output_capacity(1, 4096));
                 if self.rewrite_event(&event, &stamp, &base, &mut out) {
                     Enforced {
                         body: Some(out),
@@ -280,28 +287,37 @@ impl<'a> Enforcer<'a> {
             Parsed::Batch {
                 envelope,
                 envelope_stamp,
-                events,
+                stamps,
                 ..
-            } => self.enforce_batch(&envelope, envelope_stamp, &events),
+            } => self.enforce_batch(&envelope, envelope_stamp, &stamps),
         }
+    }
+
+    /// Room for a rewritten body: what came, plus the destination keys.
+    fn output_capacity(&self, events: usize, bytes: usize) -> usize {
+        bytes + events * (256 + self.set.destinations().len() * 32)
     }
 
     fn enforce_batch(
         &self,
         envelope: &RawObject<'_>,
         envelope_stamp: Stamp,
-        events: &[(RawObject<'_>, Stamp)],
+        stamps: &[Stamp],
     ) -> Enforced {
         let base = self.base(envelope_stamp);
-        let mut out = Vec::with_capacity(events.len() * 1024);
+        let events = envelope.array("batch").unwrap_or_default();
+        let size = events.iter().map(|e| e.raw.len()).sum();
+        let mut out = Vec::with_capacity(self.output_capacity(events.len(), size));
         let mut w = ObjectWriter::new(&mut out);
         let (mut forwarded, mut dropped) = (0, 0);
-        for (key, value) in envelope.iter() {
-            match key {
+        for entry in envelope.iter() {
+            match entry.key() {
                 "batch" => {
-                    let buf = w.key("batch");
+                    let buf = w.key_of(entry);
                     buf.push(b'[');
-                    for (event, stamp) in events {
+                    for (event, stamp) in
+                        events.iter().filter_map(|e| e.object.as_ref()).zip(stamps)
+                    {
                         let mark = buf.len();
                         if forwarded > 0 {
                             buf.push(b',');
@@ -316,15 +332,17 @@ impl<'a> Enforcer<'a> {
                     buf.push(b']');
                 }
                 // Envelope fields are corrected, never extended.
-                "integrations" if !is_null(value) => {
-                    let integrations = RawObject::from_raw(value).unwrap_or_default();
-                    self.write_integrations(&integrations, &base, w.key(key), false);
+                "integrations" if envelope.object("integrations").is_some() => self
+                    .write_integrations(
+                        envelope.object("integrations"),
+                        &base,
+                        w.key_of(entry),
+                        false,
+                    ),
+                "context" if envelope.object("context").is_some() => {
+                    self.write_context(envelope.object("context"), &base, w.key_of(entry), false)
                 }
-                "context" if !is_null(value) => {
-                    let context = RawObject::from_raw(value).unwrap_or_default();
-                    self.write_context(&context, &base, w.key(key), false);
-                }
-                _ => w.raw(key, value),
+                _ => w.entry(entry),
             }
         }
         w.finish();
@@ -368,30 +386,27 @@ impl<'a> Enforcer<'a> {
         if !decided.resolution.collection {
             return false;
         }
+        let (integrations, context) = (event.object("integrations"), event.object("context"));
         let mut w = ObjectWriter::new(out);
-        let (mut has_integrations, mut has_context) = (false, false);
-        for (key, value) in event.iter() {
-            match key {
-                "integrations" if !is_null(value) => {
-                    has_integrations = true;
-                    let integrations = RawObject::from_raw(value).unwrap_or_default();
-                    self.write_integrations(&integrations, decided, w.key(key), true);
+        for entry in event.iter() {
+            match entry.key() {
+                "integrations" if integrations.is_some() => {
+                    self.write_integrations(integrations, decided, w.key_of(entry), true)
                 }
-                "context" if !is_null(value) => {
-                    has_context = true;
-                    let context = RawObject::from_raw(value).unwrap_or_default();
-                    self.write_context(&context, decided, w.key(key), true);
+                "context" if context.is_some() => {
+                    self.write_context(context, decided, w.key_of(entry), true)
                 }
+                // A null one is replaced below.
                 "integrations" | "context" => {}
-                _ => w.raw(key, value),
+                _ => w.entry(entry),
             }
         }
         let mode = self.config.mode;
-        if !has_integrations && mode.stamps_integrations() {
-            self.write_integrations(&RawObject::default(), decided, w.key("integrations"), true);
+        if integrations.is_none() && mode.stamps_integrations() {
+            self.write_integrations(None, decided, w.key("integrations"), true);
         }
-        if !has_context && (mode.stamps_context() || self.client_ip.is_some()) {
-            self.write_context(&RawObject::default(), decided, w.key("context"), true);
+        if context.is_none() && (mode.stamps_context() || self.client_ip.is_some()) {
+            self.write_context(None, decided, w.key("context"), true);
         }
         w.finish();
         true
@@ -402,7 +417,7 @@ impl<'a> Enforcer<'a> {
     /// destination and `Segment.io`.
     fn write_integrations(
         &self,
-        integrations: &RawObject<'_>,
+        integrations: Option<&RawObject<'_>>,
         decided: &Base,
         out: &mut Vec<u8>,
         extend: bool,
@@ -410,31 +425,34 @@ impl<'a> Enforcer<'a> {
         let r = &decided.resolution;
         let mut present = vec![false; r.enabled.len()];
         let (mut has_all, mut has_segment) = (false, false);
+        let mut next = 0;
         let mut w = ObjectWriter::new(out);
-        for (key, value) in integrations.iter() {
-            let allowed = match key {
+        for entry in integrations.into_iter().flat_map(RawObject::iter) {
+            let allowed = match entry.key() {
                 "All" => {
                     has_all = true;
                     // Rebuilt as a boolean: `All` carries no options.
-                    w.bool(key, r.all && !is_false(value));
+                    w.key_of(entry)
+                        .extend_from_slice(bool_text(r.all && !is_false(entry.value())));
                     continue;
                 }
                 SEGMENT_IO => {
                     has_segment = true;
                     r.collection
                 }
-                _ => match self.set.find(key) {
+                key => match self.set.find_from(next, key) {
                     Some(at) => {
                         present[at] = true;
+                        next = at + 1;
                         r.enabled[at]
                     }
                     None => r.all,
                 },
             };
-            if allowed || is_false(value) {
-                w.raw(key, value);
+            if allowed || is_false(entry.value()) {
+                w.entry(entry);
             } else {
-                w.bool(key, false);
+                w.key_of(entry).extend_from_slice(b"false");
             }
         }
         if extend && self.config.mode.stamps_integrations() {
@@ -458,35 +476,35 @@ impl<'a> Enforcer<'a> {
         w.finish();
     }
 
+    /// Rewrites `context.consent` (and adds a missing `context.ip`) in a
+    /// context, or writes a new context.
     fn write_context(
         &self,
-        context: &RawObject<'_>,
+        context: Option<&RawObject<'_>>,
         decided: &Base,
         out: &mut Vec<u8>,
         extend: bool,
     ) {
         let stamps = extend && self.config.mode.stamps_context();
+        let consent = context.and_then(|c| c.object("consent"));
         let mut w = ObjectWriter::new(out);
-        let (mut has_consent, mut has_ip) = (false, false);
-        for (key, value) in context.iter() {
-            match key {
-                "consent" if !is_null(value) => {
-                    has_consent = true;
-                    // Shapes were checked when the stamp was read.
-                    let consent = RawObject::from_raw(value).unwrap_or_default();
-                    self.write_consent(&consent, decided, w.key(key), stamps);
+        let mut has_ip = false;
+        for entry in context.into_iter().flat_map(RawObject::iter) {
+            match entry.key() {
+                "consent" if consent.is_some() => {
+                    self.write_consent(consent, decided, w.key_of(entry), stamps)
                 }
                 // A null consent is replaced when stamping.
                 "consent" if stamps => {}
                 "ip" => {
                     has_ip = true;
-                    w.raw(key, value);
+                    w.entry(entry);
                 }
-                _ => w.raw(key, value),
+                _ => w.entry(entry),
             }
         }
-        if stamps && !has_consent {
-            self.write_consent(&RawObject::default(), decided, w.key("consent"), true);
+        if stamps && consent.is_none() {
+            self.write_consent(None, decided, w.key("consent"), true);
         }
         if let (Some(ip), false, true) = (self.client_ip, has_ip, extend) {
             w.str("ip", ip);
@@ -498,43 +516,44 @@ impl<'a> Enforcer<'a> {
     /// otherwise only corrected where they claim a group that is not granted.
     fn write_consent(
         &self,
-        consent: &RawObject<'_>,
+        consent: Option<&RawObject<'_>>,
         decided: &Base,
         out: &mut Vec<u8>,
         stamps: bool,
     ) {
         let r = &decided.resolution;
         let granted = |g: &str| r.groups.iter().any(|(known, ok)| known == g && *ok);
+        let prefs = consent.and_then(|c| c.object("categoryPreferences"));
         let mut w = ObjectWriter::new(out);
         let (mut has_prefs, mut has_onetrust) = (false, false);
-        for (key, value) in consent.iter() {
-            match key {
-                "categoryPreferences" if stamps || !is_null(value) => {
+        for entry in consent.into_iter().flat_map(RawObject::iter) {
+            match entry.key() {
+                "categoryPreferences" if stamps || prefs.is_some() => {
                     has_prefs = true;
-                    let buf = w.key(key);
+                    let buf = w.key_of(entry);
                     if stamps {
                         r.write_preferences(buf);
                     } else {
-                        let prefs = RawObject::from_raw(value).unwrap_or_default();
                         let mut p = ObjectWriter::new(buf);
-                        for (g, _) in prefs.iter() {
-                            p.bool(g, granted(g));
+                        for pref in prefs.into_iter().flat_map(RawObject::iter) {
+                            p.key_of(pref)
+                                .extend_from_slice(bool_text(granted(pref.key())));
                         }
                         p.finish();
                     }
                 }
                 "onetrust" => {
                     has_onetrust = true;
-                    let buf = w.key(key);
-                    match (stamps, serde_json::from_str::<String>(value.get())) {
+                    let buf = w.key_of(entry);
+                    match (stamps, string_value(entry.value())) {
                         (true, _) => write_str(buf, &r.onetrust()),
-                        (false, Ok(stamped)) => {
+                        (false, Some(stamped)) => {
                             write_str(buf, &correct_onetrust(&stamped, granted))
                         }
-                        (false, Err(_)) => buf.extend_from_slice(value.get().as_bytes()),
+                        (false, None) => buf.extend_from_slice(entry.value().as_bytes()),
                     }
                 }
-                _ => w.raw(key, value),
+                _ => w.entry(entry),
             }
         }
         if stamps && !has_prefs {
@@ -566,32 +585,35 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    /// Reads the stamp; a wrongly shaped `integrations`/`context` is a 400.
+    /// Reads what an event (or envelope) says of consent; a wrongly shaped
+    /// `integrations`, `context`, `consent` or `categoryPreferences` is a 400.
     fn read(object: &RawObject<'_>) -> Result<Stamp, Refusal> {
-        let mut stamp = Stamp::default();
-        if let Some(raw) = object.get("integrations") {
-            let integrations = object_or_null(raw, "integrations")?;
-            stamp.refuses_collection = integrations.get(SEGMENT_IO).is_some_and(is_false);
-        }
-        let Some(raw) = object.get("context") else {
-            return Ok(stamp);
+        let integrations = nested(object, "integrations", "integrations")?;
+        let context = nested(object, "context", "context")?;
+        let consent = match context {
+            Some(context) => nested(context, "consent", "context.consent")?,
+            None => None,
         };
-        let context = object_or_null(raw, "context")?;
-        let Some(raw) = context.get("consent") else {
-            return Ok(stamp);
+        let mut stamp = Stamp {
+            refuses_collection: integrations
+                .and_then(|i| i.get(SEGMENT_IO))
+                .is_some_and(is_false),
+            ..Stamp::default()
         };
-        let consent = object_or_null(raw, "context.consent")?;
-        if let Some(raw) = consent.get("categoryPreferences") {
-            for (g, value) in object_or_null(raw, "context.consent.categoryPreferences")?.iter() {
-                stamp.state(g, !is_false(value));
+        if let Some(consent) = consent {
+            if let Some(prefs) = nested(
+                consent,
+                "categoryPreferences",
+                "context.consent.categoryPreferences",
+            )? {
+                for pref in prefs.iter() {
+                    stamp.state(pref.key(), !is_false(pref.value()));
+                }
             }
-        }
-        if let Some(Ok(onetrust)) = consent
-            .get("onetrust")
-            .map(|raw| serde_json::from_str::<&str>(raw.get()))
-        {
-            for (g, granted) in onetrust_entries(onetrust) {
-                stamp.state(g, granted);
+            if let Some(onetrust) = consent.get("onetrust").and_then(string_value) {
+                for (g, granted) in onetrust_entries(&onetrust) {
+                    stamp.state(g, granted);
+                }
             }
         }
         Ok(stamp)
@@ -671,43 +693,52 @@ fn correct_onetrust(stamped: &str, granted: impl Fn(&str) -> bool) -> String {
         .join(",")
 }
 
-fn parse_object<'t>(text: &'t str, what: &'static str) -> Result<RawObject<'t>, Refusal> {
-    let raw: &RawValue =
-        serde_json::from_str(text).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
-    RawObject::from_raw(raw).ok_or(Refusal::NotAnObject { what })
+fn parse_object<'t>(
+    text: &'t str,
+    shape: &'static [(&'static str, Shape)],
+    what: &'static str,
+) -> Result<RawObject<'t>, Refusal> {
+    RawObject::parse_shaped(text, shape).map_err(|e| match e {
+        ParseError::NotAnObject => Refusal::NotAnObject { what },
+        other => Refusal::InvalidJson(other.to_string()),
+    })
 }
 
-fn object_or_null<'t>(raw: &'t RawValue, what: &'static str) -> Result<RawObject<'t>, Refusal> {
-    if is_null(raw) {
-        return Ok(RawObject::default());
+/// The object at `key`: `None` when absent or null, a 400 when not an object.
+fn nested<'o, 't>(
+    object: &'o RawObject<'t>,
+    key: &str,
+    what: &'static str,
+) -> Result<Option<&'o RawObject<'t>>, Refusal> {
+    match object.get(key) {
+        None | Some("null") => Ok(None),
+        Some(_) => object
+            .object(key)
+            .map(Some)
+            .ok_or(Refusal::NotAnObject { what }),
     }
-    RawObject::from_raw(raw).ok_or(Refusal::NotAnObject { what })
 }
 
-fn is_false(raw: &RawValue) -> bool {
-    raw.get() == "false"
-}
-
-fn is_null(raw: &RawValue) -> bool {
-    raw.get() == "null"
+fn is_false(raw: &str) -> bool {
+    raw == "false"
 }
 
 /// Every write key the request names must be the same configured one.
 fn check_write_keys<'t>(
     config: &Config,
     authorization: Option<&str>,
-    body_keys: impl IntoIterator<Item = Option<&'t RawValue>>,
+    body_keys: impl IntoIterator<Item = Option<&'t str>>,
 ) -> Result<String, Refusal> {
     let mut found: Option<String> = match authorization {
         Some(header) => Some(basic_auth_user(header).ok_or(Refusal::UnknownWriteKey)?),
         None => None,
     };
     for raw in body_keys.into_iter().flatten() {
-        let key: String = serde_json::from_str(raw.get()).map_err(|_| Refusal::UnknownWriteKey)?;
+        let key = string_value(raw).ok_or(Refusal::UnknownWriteKey)?;
         match &found {
             Some(known) if *known != key => return Err(Refusal::WriteKeyMismatch),
             Some(_) => {}
-            None => found = Some(key),
+            None => found = Some(key.into_owned()),
         }
     }
     match found {

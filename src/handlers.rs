@@ -221,7 +221,14 @@ pub fn cdn_target<'p>(config: &Config, path: &'p str) -> Result<(CdnPath<'p>, St
     Ok((kind, format!("{base}{path}")))
 }
 
-/// Passes a CDN answer on; settings get `apiHost`/`protocol` pointed here.
+/// Whether the glue must read a CDN answer's body (to patch it) rather than
+/// stream it through.
+pub fn cdn_needs_body(kind: CdnPath<'_>, fetched: &Fetched) -> bool {
+    kind.is_settings() && (200..300).contains(&fetched.status)
+}
+
+/// Passes a CDN answer on; settings get `apiHost`/`protocol` pointed here,
+/// everything else streams through untouched.
 pub fn cdn_reply(
     config: &Config,
     kind: CdnPath<'_>,
@@ -232,11 +239,18 @@ pub fn cdn_reply(
         Ok(f) => f,
         Err(failure) => return failure_reply(&failure, "the Segment CDN"),
     };
-    let ok = (200..300).contains(&fetched.status);
-    let body = if ok && kind.is_settings() {
+    let content_type = fetched
+        .content_type
+        .as_deref()
+        .unwrap_or("application/octet-stream");
+    let mut reply = if cdn_needs_body(kind, &fetched) {
         let api_host = format!("{}{}/api/v1", url.host, config.path_prefix);
-        match cdn::patch_settings(&fetched.body, &api_host, url.scheme) {
-            Some(patched) => patched,
+        match cdn::patch_settings(
+            fetched.body.as_deref().unwrap_or_default(),
+            &api_host,
+            url.scheme,
+        ) {
+            Some(patched) => Reply::new(fetched.status, content_type, patched),
             None => {
                 return Reply::error(
                     502,
@@ -245,12 +259,8 @@ pub fn cdn_reply(
             }
         }
     } else {
-        fetched.body
+        Reply::passthrough(fetched.status, content_type)
     };
-    let content_type = fetched
-        .content_type
-        .unwrap_or_else(|| "application/octet-stream".to_owned());
-    let mut reply = Reply::new(fetched.status, &content_type, body);
     if let Some(cc) = fetched.cache_control {
         reply = reply.with("cache-control", cc);
     }
@@ -331,10 +341,8 @@ pub fn track_reply(counts: Counts, fetched: Result<Fetched, FetchFailure>) -> Re
     let reply = match fetched {
         Err(failure) => failure_reply(&failure, "the Segment API"),
         Ok(f) => {
-            let content_type = f
-                .content_type
-                .unwrap_or_else(|| "application/json".to_owned());
-            let mut reply = Reply::new(f.status, &content_type, f.body);
+            let content_type = f.content_type.as_deref().unwrap_or("application/json");
+            let mut reply = Reply::passthrough(f.status, content_type);
             if let Some(ra) = f.retry_after {
                 reply = reply.with("retry-after", ra);
             }

@@ -8,7 +8,15 @@ use crate::json::ObjectWriter;
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
+    pub body: Body,
+}
+
+/// What a reply carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Bytes(Vec<u8>),
+    /// The upstream answer's body, streamed through without entering the Worker.
+    Upstream,
 }
 
 impl Reply {
@@ -16,7 +24,23 @@ impl Reply {
         Reply {
             status,
             headers: vec![("content-type", content_type.to_owned())],
-            body,
+            body: Body::Bytes(body),
+        }
+    }
+
+    /// A reply whose body is the upstream's, as it comes.
+    pub fn passthrough(status: u16, content_type: &str) -> Reply {
+        Reply {
+            body: Body::Upstream,
+            ..Reply::new(status, content_type, Vec::new())
+        }
+    }
+
+    /// The bytes of a reply decided here (empty for a passed-through body).
+    pub fn bytes(&self) -> &[u8] {
+        match &self.body {
+            Body::Bytes(bytes) => bytes,
+            Body::Upstream => &[],
         }
     }
 
@@ -57,13 +81,14 @@ impl Reply {
 }
 
 /// An upstream answer, as far as the Worker passes it on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fetched {
     pub status: u16,
     pub content_type: Option<String>,
     pub cache_control: Option<String>,
     pub retry_after: Option<String>,
-    pub body: Vec<u8>,
+    /// The body, when it was read; `None` when it is to be streamed through.
+    pub body: Option<Vec<u8>>,
 }
 
 /// Why an upstream call produced no answer.
@@ -129,7 +154,7 @@ mod tests {
             reply.header("content-type"),
             Some("application/json; charset=utf-8")
         );
-        let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(reply.bytes()).unwrap();
         assert_eq!(
             body,
             serde_json::json!({"error": "too \"big\"", "status": 413})

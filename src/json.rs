@@ -1,38 +1,155 @@
-//! Editing JSON without re-serializing it: an object is read as its keys and
-//! the raw text of each value, so only the fields that change are rebuilt and
-//! everything else goes out byte for byte as it came in.
+//! Editing JSON without re-serializing it. An object is read in one pass as
+//! its keys and the raw text of each value; the few nested objects the Worker
+//! edits (named by a [`Shape`]) are read in the same pass. Only the fields that
+//! change are rebuilt; everything else goes out byte for byte as it came in.
+//!
+//! The scanner validates JSON as strictly as `serde_json` does (RFC 8259
+//! grammar, at most [`MAX_DEPTH`] levels) — it just does not build values —
+//! with one deliberate difference: a lone surrogate escape (`"\ud83d"`) is
+//! accepted, as `JSON.parse` and Segment's API accept it. analytics.js sends
+//! one for a string cut mid-emoji, and refusing it would lose the event.
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 
-/// A JSON object as `(key, raw value)` pairs in document order. A key that
-/// appears twice keeps its first position and its last value, as
-/// `JSON.parse` does, so what we rewrite is what the next reader sees.
+/// Nesting deeper than this is refused (as `serde_json` does).
+pub const MAX_DEPTH: usize = 128;
+
+/// Which values below an object to read as objects (or arrays of objects) in
+/// the same pass; every other value is validated and kept as raw text.
+#[derive(Debug, Clone, Copy)]
+pub enum Shape {
+    /// Keep as raw text.
+    Raw,
+    /// When it is an object: read its entries, these keys with these shapes.
+    Object(&'static [(&'static str, Shape)]),
+    /// When it is an array: read each element with this shape.
+    Array(&'static Shape),
+}
+
+/// Why text is not the JSON object that was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    Syntax {
+        at: usize,
+        expected: &'static str,
+    },
+    TooDeep {
+        at: usize,
+    },
+    /// Valid JSON, but not an object.
+    NotAnObject,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Syntax { at, expected } => write!(f, "expected {expected} at byte {at}"),
+            ParseError::TooDeep { at } => {
+                write!(f, "nested deeper than {MAX_DEPTH} levels at byte {at}")
+            }
+            ParseError::NotAnObject => write!(f, "not a JSON object"),
+        }
+    }
+}
+
+/// A JSON object as entries in document order. A key that appears twice keeps
+/// its first position and its last value, as `JSON.parse` does, so what the
+/// Worker rewrites is what the next reader sees.
 #[derive(Debug, Default)]
 pub struct RawObject<'a> {
-    entries: Vec<(Cow<'a, str>, &'a RawValue)>,
+    entries: Vec<Entry<'a>>,
+}
+
+/// One `"key": value` of an object.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    key: Cow<'a, str>,
+    /// The key as written, quotes included: valid JSON to copy out as is.
+    literal: &'a str,
+    value: &'a str,
+    nested: Nested<'a>,
+}
+
+#[derive(Debug)]
+enum Nested<'a> {
+    None,
+    Object(RawObject<'a>),
+    Array(Vec<Element<'a>>),
+}
+
+/// An element of an array read with [`Shape::Array`].
+#[derive(Debug)]
+pub struct Element<'a> {
+    /// The element's text.
+    pub raw: &'a str,
+    /// The element read as an object, if it is one.
+    pub object: Option<RawObject<'a>>,
+}
+
+impl<'a> Entry<'a> {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The value's text.
+    pub fn value(&self) -> &'a str {
+        self.value
+    }
 }
 
 impl<'a> RawObject<'a> {
-    /// Parses `text` as an object; `None` for anything else.
-    pub fn parse(text: &'a str) -> Option<Self> {
-        serde_json::from_str(text).ok()
+    /// Reads `text` as an object, every value raw.
+    pub fn parse(text: &'a str) -> Result<RawObject<'a>, ParseError> {
+        RawObject::parse_shaped(text, &[])
     }
 
-    /// Parses a raw value as an object; `None` if it is not one.
-    pub fn from_raw(raw: &'a RawValue) -> Option<Self> {
-        Self::parse(raw.get())
+    /// Reads `text` as an object, the keys in `fields` with their shapes.
+    pub fn parse_shaped(
+        text: &'a str,
+        fields: &'static [(&'static str, Shape)],
+    ) -> Result<RawObject<'a>, ParseError> {
+        let mut s = Scanner {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+        };
+        s.ws();
+        if s.peek() != Some(b'{') {
+            // Tell "valid JSON of another type" from "not JSON".
+            s.skip_value(0)?;
+            s.end()?;
+            return Err(ParseError::NotAnObject);
+        }
+        let object = s.object(fields, 1)?;
+        s.end()?;
+        Ok(object)
     }
 
-    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.entries.iter().find(|(k, _)| k == key).map(|&(_, v)| v)
+    /// The raw text of the value at `key`.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.entry(key).map(|e| e.value)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
-        self.entries.iter().map(|(k, v)| (k.as_ref(), *v))
+    /// The value at `key`, when it was read as an object.
+    pub fn object(&self, key: &str) -> Option<&RawObject<'a>> {
+        match &self.entry(key)?.nested {
+            Nested::Object(object) => Some(object),
+            _ => None,
+        }
+    }
+
+    /// The elements at `key`, when it was read as an array.
+    pub fn array(&self, key: &str) -> Option<&[Element<'a>]> {
+        match &self.entry(key)?.nested {
+            Nested::Array(elements) => Some(elements),
+            _ => None,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Entry<'a>> {
+        self.entries.iter()
     }
 
     pub fn len(&self) -> usize {
@@ -43,29 +160,40 @@ impl<'a> RawObject<'a> {
         self.entries.is_empty()
     }
 
+    fn entry(&self, key: &str) -> Option<&Entry<'a>> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+
     fn dedupe(&mut self) {
         let n = self.entries.len();
         // Small objects (the usual event) are checked pairwise, without hashing.
         let entries = &self.entries;
-        if n <= 16 && !(1..n).any(|i| entries[..i].iter().any(|(k, _)| *k == entries[i].0)) {
+        if n <= 16 && !(1..n).any(|i| entries[..i].iter().any(|e| e.key == entries[i].key)) {
             return;
         }
-        let mut keep = vec![true; n];
-        let mut first: HashMap<&str, usize> = HashMap::with_capacity(n);
-        let mut moves = Vec::new();
-        for (i, (key, _)) in self.entries.iter().enumerate() {
-            if let Some(&at) = first.get(key.as_ref()) {
-                keep[i] = false;
-                moves.push((at, i));
-            } else {
-                first.insert(key.as_ref(), i);
+        let moves = {
+            let mut first: FxHashMap<&str, usize> =
+                FxHashMap::with_capacity_and_hasher(n, Default::default());
+            let mut moves = Vec::new();
+            for (i, e) in self.entries.iter().enumerate() {
+                match first.get(e.key.as_ref()) {
+                    Some(&at) => moves.push((at, i)),
+                    None => {
+                        first.insert(e.key.as_ref(), i);
+                    }
+                }
             }
-        }
+            moves
+        };
         if moves.is_empty() {
             return;
         }
-        for (at, from) in moves {
-            self.entries[at].1 = self.entries[from].1;
+        let mut keep = vec![true; n];
+        for &(at, from) in &moves {
+            keep[from] = false;
+            let later = std::mem::replace(&mut self.entries[from].nested, Nested::None);
+            self.entries[at].value = self.entries[from].value;
+            self.entries[at].nested = later;
         }
         let mut i = 0;
         self.entries.retain(|_| {
@@ -75,48 +203,350 @@ impl<'a> RawObject<'a> {
     }
 }
 
-/// A key borrowed from the input when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
+/// Checks that `text` is one JSON value.
+pub fn validate(text: &str) -> Result<(), ParseError> {
+    let mut s = Scanner {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    s.skip_value(0)?;
+    s.end()
+}
 
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
+/// The value of a JSON string literal (`"a\nb"` → `a⏎b`); `None` if `raw` is
+/// not a string.
+pub fn string_value(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
     }
 }
 
-impl<'de> Deserialize<'de> for RawObject<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<RawObject<'de>, M::Error> {
-                let mut object = RawObject {
-                    entries: Vec::with_capacity(map.size_hint().unwrap_or(8)),
-                };
-                while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                    object.entries.push((key, value));
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn error(&self, expected: &'static str) -> ParseError {
+        ParseError::Syntax {
+            at: self.pos,
+            expected,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8, expected: &'static str) -> Result<(), ParseError> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(expected))
+        }
+    }
+
+    fn end(&mut self) -> Result<(), ParseError> {
+        self.ws();
+        if self.pos == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(self.error("the end of the input"))
+        }
+    }
+
+    /// A string at `pos` (on its quote): its span, quotes included, and
+    /// whether it has escapes.
+    fn string(&mut self) -> Result<(usize, usize, bool), ParseError> {
+        let start = self.pos;
+        self.pos += 1;
+        let mut escaped = false;
+        loop {
+            let rest = &self.bytes[self.pos..];
+            let Some(n) = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            else {
+                self.pos = self.bytes.len();
+                return Err(self.error("the end of a string"));
+            };
+            self.pos += n;
+            match self.bytes[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok((start, self.pos, escaped));
                 }
-                object.dedupe();
-                Ok(object)
+                b'\\' => {
+                    escaped = true;
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 1
+                        }
+                        Some(b'u') => {
+                            let hex = self.bytes.get(self.pos + 1..self.pos + 5);
+                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                return Err(self.error("four hex digits after \\u"));
+                            }
+                            self.pos += 5;
+                        }
+                        _ => return Err(self.error("an escape sequence")),
+                    }
+                }
+                _ => return Err(self.error("no control character in a string")),
             }
         }
-        deserializer.deserialize_map(ObjectVisitor)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Result<(), ParseError> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.error("a digit")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.error("a digit after '.'"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.error("a digit in the exponent"));
+            }
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &'static [u8], expected: &'static str) -> Result<(), ParseError> {
+        if self.bytes[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.error(expected))
+        }
+    }
+
+    /// A key and its colon, at a quote.
+    fn key(&mut self) -> Result<(usize, usize, bool), ParseError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.error("a key"));
+        }
+        let span = self.string()?;
+        self.ws();
+        self.eat(b':', "':'")?;
+        self.ws();
+        Ok(span)
+    }
+
+    /// Skips one value of any kind, validating it. Iterative, so hostile
+    /// nesting costs no stack; `depth` is how deep the value already sits.
+    fn skip_value(&mut self, depth: usize) -> Result<(), ParseError> {
+        let mut open = [0u8; MAX_DEPTH];
+        let mut len = 0;
+        loop {
+            self.ws();
+            match self.peek() {
+                Some(bracket @ (b'{' | b'[')) => {
+                    if depth + len >= MAX_DEPTH {
+                        return Err(ParseError::TooDeep { at: self.pos });
+                    }
+                    self.pos += 1;
+                    self.ws();
+                    let close = if bracket == b'{' { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        self.pos += 1;
+                    } else {
+                        open[len] = bracket;
+                        len += 1;
+                        if bracket == b'{' {
+                            self.key()?;
+                        }
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b't') => self.literal(b"true", "a value")?,
+                Some(b'f') => self.literal(b"false", "a value")?,
+                Some(b'n') => self.literal(b"null", "a value")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                _ => return Err(self.error("a value")),
+            }
+            // A value is complete: close what it completes, or move to the next one.
+            loop {
+                if len == 0 {
+                    return Ok(());
+                }
+                self.ws();
+                let container = open[len - 1];
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if container == b'{' {
+                            self.ws();
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if container == b'{' => {
+                        self.pos += 1;
+                        len -= 1;
+                    }
+                    Some(b']') if container == b'[' => {
+                        self.pos += 1;
+                        len -= 1;
+                    }
+                    _ => {
+                        return Err(self.error(if container == b'{' {
+                            "',' or '}'"
+                        } else {
+                            "',' or ']'"
+                        }))
+                    }
+                }
+            }
+        }
+    }
+
+    /// A value with a shape, at `pos`.
+    fn shaped(&mut self, shape: Shape, depth: usize) -> Result<Nested<'a>, ParseError> {
+        match (shape, self.peek()) {
+            (Shape::Object(fields), Some(b'{')) => {
+                Ok(Nested::Object(self.object(fields, depth + 1)?))
+            }
+            (Shape::Array(element), Some(b'[')) => {
+                Ok(Nested::Array(self.array(*element, depth + 1)?))
+            }
+            _ => {
+                self.skip_value(depth)?;
+                Ok(Nested::None)
+            }
+        }
+    }
+
+    /// An object at `pos` (on its brace), `depth` levels deep.
+    fn object(
+        &mut self,
+        fields: &'static [(&'static str, Shape)],
+        depth: usize,
+    ) -> Result<RawObject<'a>, ParseError> {
+        if depth > MAX_DEPTH {
+            return Err(ParseError::TooDeep { at: self.pos });
+        }
+        self.pos += 1;
+        let mut object = RawObject {
+            entries: Vec::with_capacity(16),
+        };
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(object);
+        }
+        loop {
+            let (start, end, escaped) = self.key()?;
+            let literal = &self.text[start..end];
+            let key = if escaped {
+                Cow::Owned(serde_json::from_str::<String>(literal).map_err(|_| {
+                    ParseError::Syntax {
+                        at: start,
+                        expected: "a valid key",
+                    }
+                })?)
+            } else {
+                Cow::Borrowed(&self.text[start + 1..end - 1])
+            };
+            let shape = fields
+                .iter()
+                .find(|(name, _)| *name == key)
+                .map_or(Shape::Raw, |&(_, shape)| shape);
+            let value_start = self.pos;
+            let nested = self.shaped(shape, depth)?;
+            object.entries.push(Entry {
+                key,
+                literal,
+                value: &self.text[value_start..self.pos],
+                nested,
+            });
+            self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.ws();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return Err(self.error("',' or '}'")),
+            }
+        }
+        object.dedupe();
+        Ok(object)
+    }
+
+    fn array(&mut self, element: Shape, depth: usize) -> Result<Vec<Element<'a>>, ParseError> {
+        if depth > MAX_DEPTH {
+            return Err(ParseError::TooDeep { at: self.pos });
+        }
+        self.pos += 1;
+        let mut elements = Vec::new();
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(elements);
+        }
+        loop {
+            self.ws();
+            let start = self.pos;
+            let object = match self.shaped(element, depth)? {
+                Nested::Object(object) => Some(object),
+                _ => None,
+            };
+            elements.push(Element {
+                raw: &self.text[start..self.pos],
+                object,
+            });
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(elements);
+                }
+                _ => return Err(self.error("',' or ']'")),
+            }
+        }
     }
 }
 
@@ -132,24 +562,36 @@ impl<'o> ObjectWriter<'o> {
         ObjectWriter { out, empty: true }
     }
 
-    /// Starts a field; the caller writes its value into the returned buffer.
-    pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
+    fn separate(&mut self) {
         if !self.empty {
             self.out.push(b',');
         }
         self.empty = false;
+    }
+
+    /// Starts a field; the caller writes its value into the returned buffer.
+    pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        self.separate();
         write_str(self.out, key);
         self.out.push(b':');
         self.out
     }
 
-    pub fn raw(&mut self, key: &str, value: &RawValue) {
-        self.key(key).extend_from_slice(value.get().as_bytes());
+    /// Starts a field named as `entry` is, its key copied as written.
+    pub fn key_of(&mut self, entry: &Entry<'_>) -> &mut Vec<u8> {
+        self.separate();
+        self.out.extend_from_slice(entry.literal.as_bytes());
+        self.out.push(b':');
+        self.out
+    }
+
+    /// Copies `entry` as it came.
+    pub fn entry(&mut self, entry: &Entry<'_>) {
+        self.key_of(entry).extend_from_slice(entry.value.as_bytes());
     }
 
     pub fn bool(&mut self, key: &str, value: bool) {
-        let text: &[u8] = if value { b"true" } else { b"false" };
-        self.key(key).extend_from_slice(text);
+        self.key(key).extend_from_slice(bool_text(value));
     }
 
     pub fn str(&mut self, key: &str, value: &str) {
@@ -162,28 +604,43 @@ impl<'o> ObjectWriter<'o> {
     }
 }
 
+pub fn bool_text(value: bool) -> &'static [u8] {
+    if value {
+        b"true"
+    } else {
+        b"false"
+    }
+}
+
 /// Appends `s` as a JSON string literal.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
+        if !(b < 0x20 || b == b'"' || b == b'\\') {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escape);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]);
+            }
+        }
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
@@ -194,48 +651,93 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 /// `&`, `'`, U+2028 and U+2029 become `\u` escapes. These characters only occur
 /// inside JSON strings, where the escapes mean the same.
 pub fn script_safe(json: &str) -> Cow<'_, str> {
-    let needs = |c: char| matches!(c, '<' | '>' | '&' | '\'' | '\u{2028}' | '\u{2029}');
-    if !json.contains(needs) {
+    // U+2028 and U+2029 are E2 80 A8 and E2 80 A9 in UTF-8.
+    let special = |b: u8| matches!(b, b'<' | b'>' | b'&' | b'\'' | 0xE2);
+    let bytes = json.as_bytes();
+    if !bytes.iter().any(|&b| special(b)) {
         return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\'' => out.push_str("\\u0027"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = match bytes[i] {
+            b'<' => "\\u003c",
+            b'>' => "\\u003e",
+            b'&' => "\\u0026",
+            b'\'' => "\\u0027",
+            0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA8) => "\\u2028",
+            0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA9) => "\\u2029",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.push_str(&json[start..i]);
+        out.push_str(escape);
+        i += if bytes[i] == 0xE2 { 3 } else { 1 };
+        start = i;
     }
+    out.push_str(&json[start..]);
     Cow::Owned(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn pairs(object: &RawObject<'_>) -> Vec<(String, String)> {
+        object
+            .iter()
+            .map(|e| (e.key().to_owned(), e.value().to_owned()))
+            .collect()
+    }
 
     #[test]
     fn keeps_raw_values_and_order() {
         let text = r#"{"b": [1, 2 ,3], "a":{"x" : 1.50}, "c\n": "é\u00e9"}"#;
         let object = RawObject::parse(text).unwrap();
-        let keys: Vec<_> = object.iter().map(|(k, _)| k).collect();
+        let keys: Vec<_> = object.iter().map(Entry::key).collect();
         assert_eq!(keys, ["b", "a", "c\n"]);
-        assert_eq!(object.get("a").unwrap().get(), r#"{"x" : 1.50}"#);
-        assert_eq!(object.get("b").unwrap().get(), "[1, 2 ,3]");
+        assert_eq!(object.get("a").unwrap(), r#"{"x" : 1.50}"#);
+        assert_eq!(object.get("b").unwrap(), "[1, 2 ,3]");
+        assert_eq!(object.iter().nth(2).unwrap().literal, r#""c\n""#);
+    }
+
+    #[test]
+    fn shapes_read_nested_objects_in_the_same_pass() {
+        const SHAPE: &[(&str, Shape)] = &[
+            ("context", Shape::Object(&[("consent", Shape::Object(&[]))])),
+            ("batch", Shape::Array(&Shape::Object(&[]))),
+        ];
+        let text = r#"{"context":{"page":{"a":1},"consent":{"x":true}},"batch":[{"t":1}, 2, {"t":3}],"other":{"k":1}}"#;
+        let object = RawObject::parse_shaped(text, SHAPE).unwrap();
+        let consent = object.object("context").unwrap().object("consent").unwrap();
+        assert_eq!(consent.get("x"), Some("true"));
+        assert!(
+            object.object("context").unwrap().object("page").is_none(),
+            "not in the shape: raw"
+        );
+        assert_eq!(
+            object.get("context").unwrap(),
+            r#"{"page":{"a":1},"consent":{"x":true}}"#
+        );
+        let batch = object.array("batch").unwrap();
+        assert_eq!(
+            batch.iter().map(|e| e.raw).collect::<Vec<_>>(),
+            [r#"{"t":1}"#, "2", r#"{"t":3}"#]
+        );
+        assert_eq!(batch[2].object.as_ref().unwrap().get("t"), Some("3"));
+        assert!(batch[1].object.is_none());
+        assert!(object.object("other").is_none());
     }
 
     #[test]
     fn duplicate_keys_keep_first_position_and_last_value() {
         let object = RawObject::parse(r#"{"a":1,"b":2,"a":3,"c":4,"b":5}"#).unwrap();
-        let pairs: Vec<_> = object
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.get().to_owned()))
-            .collect();
         assert_eq!(
-            pairs,
+            pairs(&object),
             [
                 ("a".into(), "3".into()),
                 ("b".into(), "5".into()),
@@ -245,37 +747,100 @@ mod tests {
         // Escaped spellings of the same key are the same key.
         let object = RawObject::parse(r#"{"All":true,"\u0041ll":false}"#).unwrap();
         assert_eq!(object.len(), 1);
-        assert_eq!(object.get("All").unwrap().get(), "false");
+        assert_eq!(object.get("All").unwrap(), "false");
+        // The nested object read is the last one too.
+        const SHAPE: &[(&str, Shape)] = &[("i", Shape::Object(&[]))];
+        let object =
+            RawObject::parse_shaped(r#"{"i":{"a":true},"x":1,"i":{"a":false}}"#, SHAPE).unwrap();
+        assert_eq!(object.object("i").unwrap().get("a"), Some("false"));
+        let many: String = (0..40).map(|i| format!(r#""k{}":{i},"#, i % 20)).collect();
+        let text = format!("{{{many}\"end\":0}}");
+        let object = RawObject::parse(&text).unwrap();
+        assert_eq!(object.len(), 21);
+        assert_eq!(object.get("k3"), Some("23"));
     }
 
     #[test]
-    fn rejects_non_objects() {
-        for text in ["[]", "1", "\"x\"", "null", "{", "{\"a\":}", ""] {
-            assert!(RawObject::parse(text).is_none(), "{text}");
+    fn tells_other_json_from_broken_json() {
+        for text in ["[]", "1", "\"x\"", "null", " true "] {
+            assert_eq!(
+                RawObject::parse(text).unwrap_err(),
+                ParseError::NotAnObject,
+                "{text}"
+            );
+        }
+        for text in [
+            "{",
+            "{\"a\":}",
+            "",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{\"a\":1} x",
+            "{a:1}",
+            "[1,]",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":-}",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\u{1}\"}",
+            "{\"a\":tru}",
+            "{\"a\":\"\\u12\"}",
+            "{'a':1}",
+        ] {
+            assert!(
+                matches!(RawObject::parse(text), Err(ParseError::Syntax { .. })),
+                "{text:?}"
+            );
         }
     }
 
     #[test]
+    fn deep_nesting_is_refused_without_recursion() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(
+            RawObject::parse(&deep),
+            Err(ParseError::TooDeep { .. })
+        ));
+        let ok = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(RawObject::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn lone_surrogates_are_accepted_as_javascript_does() {
+        let object = RawObject::parse(r#"{"name":"cut \ud83d","n":1}"#).unwrap();
+        assert_eq!(object.get("n"), Some("1"));
+        assert!(
+            serde_json::from_str::<serde_json::Value>(r#"{"name":"cut \ud83d"}"#).is_err(),
+            "serde_json would refuse it"
+        );
+    }
+
+    #[test]
+    fn string_values() {
+        assert_eq!(string_value(r#""plain""#).as_deref(), Some("plain"));
+        assert_eq!(string_value(r#""a\nb\u0041""#).as_deref(), Some("a\nbA"));
+        assert_eq!(string_value("12"), None);
+    }
+
+    #[test]
     fn writer_builds_valid_json() {
+        let source = RawObject::parse(r#"{"k\"ey": [1,{}]}"#).unwrap();
         let mut out = Vec::new();
         let mut w = ObjectWriter::new(&mut out);
         w.str("s", "q\"\\\n\u{1}é");
         w.bool("t", true);
-        w.raw(
-            "r",
-            RawValue::from_string("[1,{}]".into()).unwrap().as_ref(),
-        );
+        w.entry(source.iter().next().unwrap());
         w.finish();
         let text = String::from_utf8(out).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["s"], "q\"\\\n\u{1}é");
         assert_eq!(value["t"], true);
-        assert_eq!(value["r"], serde_json::json!([1, {}]));
+        assert_eq!(value["k\"ey"], serde_json::json!([1, {}]));
     }
 
     #[test]
     fn script_safe_escapes_breakouts_and_keeps_meaning() {
-        let hostile = "</script><script>alert('x')</script>&\u{2028}\u{2029}";
+        let hostile = "</script><script>alert('x')</script>&\u{2028}\u{2029}â€¨";
         let json = serde_json::to_string(&serde_json::json!({ "v": hostile })).unwrap();
         let safe = script_safe(&json);
         for bad in ["<", ">", "&", "'", "\u{2028}", "\u{2029}"] {
@@ -283,5 +848,51 @@ mod tests {
         }
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
         assert_eq!(back["v"], hostile);
+    }
+
+    /// JSON-ish text: mostly valid, often broken in small ways.
+    fn jsonish() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("fals".to_owned()),
+            "-?(0|[1-9][0-9]{0,3})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
+            "-?0[0-9]",
+            // (no surrogate escapes: see the module comment)
+            "\"([a-z]|\\\\[nrt\"\\\\/bf]|\\\\u00[0-9a-fA-F]{2}|\\\\u[0-9a-cA-C][0-9a-fA-F]{3}|\\\\x|\\x01|é){0,6}\"",
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                proptest::collection::vec(("[a-c]{1,2}", inner.clone()), 0..4).prop_map(|v| {
+                    let fields: Vec<String> = v
+                        .into_iter()
+                        .map(|(k, v)| format!("\"{k}\" : {v}"))
+                        .collect();
+                    format!("{{ {} }}", fields.join(","))
+                }),
+                (inner.clone(), "[,:\\]} ]").prop_map(|(v, junk)| format!("{v}{junk}")),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn validates_exactly_as_serde_json_does(text in jsonish()) {
+            let ours = validate(&text).is_ok();
+            let serde = serde_json::from_str::<serde_json::Value>(&text).is_ok();
+            prop_assert_eq!(ours, serde, "{}", text);
+        }
+
+        #[test]
+        fn objects_read_as_serde_json_reads_them(text in jsonish()) {
+            let wrapped = format!("{{\"v\":{text},\"w\":1}}");
+            if let Ok(object) = RawObject::parse(&wrapped) {
+                let value: serde_json::Value = serde_json::from_str(&wrapped).unwrap();
+                let raw: serde_json::Value = serde_json::from_str(object.get("v").unwrap()).unwrap();
+                prop_assert_eq!(&raw, &value["v"]);
+            }
+        }
     }
 }

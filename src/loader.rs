@@ -5,13 +5,15 @@ use crate::config::Mode;
 use crate::consent::Resolution;
 use crate::destinations::DestinationSet;
 use crate::json::{script_safe, write_str, ObjectWriter};
+use std::sync::OnceLock;
 
 const TEMPLATE: &str = include_str!("../static/loader.js");
 const MARKER: &str = "/*EDGE*/ null";
 
-/// The template around the data block, split once at compile time's text.
+/// The template around the data block, split once per isolate.
 fn template() -> (&'static str, &'static str) {
-    TEMPLATE.split_once(MARKER).unwrap_or((TEMPLATE, ""))
+    static SPLIT: OnceLock<(&str, &str)> = OnceLock::new();
+    *SPLIT.get_or_init(|| TEMPLATE.split_once(MARKER).unwrap_or((TEMPLATE, "")))
 }
 
 /// Where the loader points analytics.js, derived from the request URL.

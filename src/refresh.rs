@@ -64,7 +64,7 @@ fn body_of(
     document: &'static str,
 ) -> Result<Vec<u8>, DestinationError> {
     match fetched {
-        Ok(f) if (200..300).contains(&f.status) => Ok(f.body),
+        Ok(f) if (200..300).contains(&f.status) => Ok(f.body.unwrap_or_default()),
         Ok(f) => Err(DestinationError::Status {
             document,
             status: f.status,
@@ -206,10 +206,8 @@ mod tests {
     fn ok(body: &str) -> Result<Fetched, FetchFailure> {
         Ok(Fetched {
             status: 200,
-            content_type: None,
-            cache_control: None,
-            retry_after: None,
-            body: body.as_bytes().to_vec(),
+            body: Some(body.as_bytes().to_vec()),
+            ..Fetched::default()
         })
     }
 

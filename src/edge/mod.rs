@@ -1,22 +1,26 @@
 //! The Workers runtime glue: reads what the pure handlers need from the
 //! request, KV and upstream, and turns their [`Reply`] into a `Response`.
-//! Nothing here decides anything.
+//! Nothing here decides anything. It works on the runtime's own
+//! `Request`/`Response` objects so that bodies cross into wasm only when the
+//! Worker must read them.
 
 mod lists;
 mod upstream;
 
-use crate::config::Config;
+use crate::config::{Config, ConsentModel};
 use crate::cors::{self, OriginCheck};
 use crate::events::{self, Enforcer};
 use crate::handlers::{self, KeyHealth, KeyedRoute, TrackHeaders, Visitor};
-use crate::http::{FetchFailure, Fetched, Reply, UrlParts};
+use crate::http::{Body, FetchFailure, Fetched, Reply, UrlParts};
+use crate::json::ObjectWriter;
 use crate::refresh::{self, RefreshStatus};
 use crate::routes::{self, Method, Route};
 use std::rc::Rc;
-use worker::{
-    event, js_sys, wasm_bindgen::JsValue, Cache, Context, Env, Headers, Request, Response,
-    ResponseBuilder, ScheduleContext, ScheduledEvent,
-};
+use worker::js_sys::{self, Reflect, Uint8Array};
+use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::{self, Headers, ResponseInit};
+use worker::{event, Cache, Context, Env, ScheduleContext, ScheduledEvent};
 
 thread_local! {
     /// Configuration is read once per isolate.
@@ -28,7 +32,10 @@ fn config(env: &Env) -> Rc<Config> {
         cell.get_or_init(|| {
             let config = Config::from_vars(|key| var(env, key));
             for error in &config.errors {
-                worker::console_error!("{}", config_error_line(error.key(), &error.to_string()));
+                worker::console_error!(
+                    "{}",
+                    log_line("config.error", error.key(), &error.to_string())
+                );
             }
             Rc::new(config)
         })
@@ -38,7 +45,7 @@ fn config(env: &Env) -> Rc<Config> {
 
 /// A `[vars]` value as text: strings as they are, TOML tables and booleans as JSON.
 fn var(env: &Env, key: &str) -> Option<String> {
-    let value = js_sys::Reflect::get(env, &JsValue::from_str(key)).ok()?;
+    let value = Reflect::get(env, &JsValue::from_str(key)).ok()?;
     if value.is_undefined() || value.is_null() {
         return None;
     }
@@ -47,11 +54,12 @@ fn var(env: &Env, key: &str) -> Option<String> {
         .or_else(|| js_sys::JSON::stringify(&value).ok()?.as_string())
 }
 
-fn config_error_line(key: &str, message: &str) -> String {
+/// One structured line for `wrangler tail`: never a cookie, an IP or a full write key.
+fn log_line(event: &str, subject: &str, message: &str) -> String {
     let mut out = Vec::new();
-    let mut w = crate::json::ObjectWriter::new(&mut out);
-    w.str("event", "config.error");
-    w.str("key", key);
+    let mut w = ObjectWriter::new(&mut out);
+    w.str("event", event);
+    w.str("subject", subject);
     w.str("message", message);
     w.finish();
     String::from_utf8(out).unwrap_or_default()
@@ -62,10 +70,10 @@ fn now_ms() -> u64 {
 }
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let config = config(&env);
-    let reply = handle(&config, &mut req, &env, &ctx).await;
-    into_response(reply)
+    let (reply, upstream) = handle(&config, &req, &env, &ctx).await;
+    Ok(into_response(reply, upstream)?)
 }
 
 #[event(scheduled)]
@@ -74,9 +82,10 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let Some(cdn) = config.segment_cdn.as_deref() else {
         worker::console_error!(
             "{}",
-            config_error_line(
+            log_line(
+                "refresh.skipped",
                 "SEGMENT_CDN",
-                "refresh skipped: SEGMENT_CDN is misconfigured"
+                "SEGMENT_CDN is misconfigured"
             )
         );
         return;
@@ -84,9 +93,10 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let Ok(store) = lists::KvStore::open(&env) else {
         worker::console_error!(
             "{}",
-            config_error_line(
+            log_line(
+                "refresh.skipped",
                 "DESTINATIONS",
-                "refresh skipped: no KV binding DESTINATIONS"
+                "no KV binding named DESTINATIONS"
             )
         );
         return;
@@ -101,20 +111,26 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     }
 }
 
-async fn handle(config: &Rc<Config>, req: &mut Request, env: &Env, ctx: &Context) -> Reply {
-    let url = req.inner().url();
+/// The reply, and the upstream response whose body it may pass through.
+async fn handle(
+    config: &Rc<Config>,
+    req: &web_sys::Request,
+    env: &Env,
+    ctx: &Context,
+) -> (Reply, Option<web_sys::Response>) {
+    let url = req.url();
     let Some(url) = UrlParts::parse(&url) else {
-        return Reply::not_found();
+        return (Reply::not_found(), None);
     };
     let Some(route) = routes::route(&config.path_prefix, url.path) else {
-        return Reply::not_found();
+        return (Reply::not_found(), None);
     };
-    let method = Method::parse(&req.inner().method());
+    let method = Method::parse(&req.method());
     if !route.allows(method) {
-        return Reply::method_not_allowed(route.allow());
+        return (Reply::method_not_allowed(route.allow()), None);
     }
     match route {
-        Route::Healthz => healthz(config, env).await,
+        Route::Healthz => (healthz(config, env).await, None),
         Route::Loader | Route::Consent => {
             let keyed = if route == Route::Loader {
                 KeyedRoute::Loader
@@ -123,76 +139,97 @@ async fn handle(config: &Rc<Config>, req: &mut Request, env: &Env, ctx: &Context
             };
             let write_key = match handlers::requested_write_key(config, url.query, keyed) {
                 Ok(wk) => wk,
-                Err(reply) => return reply,
+                Err(reply) => return (reply, None),
             };
             let list = lists::get(config, env, ctx, write_key).await;
-            let cookie = header(req, "cookie").unwrap_or_default();
-            let country = req.cf().and_then(|cf| cf.country());
-            let visitor = Visitor {
-                cookie: cookie.as_bytes(),
-                sec_gpc: handlers::is_gpc(header(req, "sec-gpc").as_deref()),
-                country: country.as_deref(),
-            };
-            let state = handlers::resolve(config, visitor);
-            if route == Route::Loader {
+            let state = resolve(config, req);
+            let reply = if route == Route::Loader {
                 handlers::loader(config, &url, write_key, &list.set, &state)
             } else {
                 handlers::consent(config, &list.set, &state, list.fetched_at.as_deref())
-            }
+            };
+            (reply, None)
         }
         Route::Cdn(path) => match handlers::cdn_target(config, path) {
-            Err(reply) => reply,
+            Err(reply) => (reply, None),
             Ok((kind, upstream_url)) => {
                 let fetched = cdn_fetch(&upstream_url, ctx).await;
-                handlers::cdn_reply(config, kind, &url, fetched)
+                let (fetched, response) = match fetched {
+                    Ok((head, response)) if handlers::cdn_needs_body(kind, &head) => {
+                        match upstream::read_body(&response).await {
+                            Ok(body) => (
+                                Ok(Fetched {
+                                    body: Some(body),
+                                    ..head
+                                }),
+                                None,
+                            ),
+                            Err(failure) => (Err(failure), None),
+                        }
+                    }
+                    Ok((head, response)) => (Ok(head), Some(response)),
+                    Err(failure) => (Err(failure), None),
+                };
+                (handlers::cdn_reply(config, kind, &url, fetched), response)
             }
         },
         Route::Api { endpoint, segment } => {
             let check = cors::check_origin(config, header(req, "origin").as_deref(), &url.origin());
-            let reply = match (&check, method) {
-                (OriginCheck::Forbidden, _) => return cors::preflight(&check),
-                (_, Method::Options) => return cors::preflight(&check),
-                _ => track(config, req, env, ctx, endpoint, segment).await,
-            };
-            cors::with_cors(reply, &check)
+            if matches!(check, OriginCheck::Forbidden) || method == Method::Options {
+                return (cors::preflight(&check), None);
+            }
+            let (reply, upstream) = track(config, req, env, ctx, endpoint, segment).await;
+            (cors::with_cors(reply, &check), upstream)
         }
     }
 }
 
-async fn track(
-    config: &Rc<Config>,
-    req: &mut Request,
-    env: &Env,
-    ctx: &Context,
-    endpoint: events::Endpoint,
-    segment: &str,
-) -> Reply {
-    let Ok(body) = req.bytes().await else {
-        return Reply::error(400, "could not read the request body");
-    };
-    let authorization = header(req, "authorization");
-    let parsed = match events::parse(config, endpoint, &body, authorization.as_deref()) {
-        Ok(parsed) => parsed,
-        Err(refusal) => return Reply::error(refusal.status(), &refusal.to_string()),
-    };
-    let list = match parsed.write_key() {
-        Some(wk) => lists::get(config, env, ctx, wk).await,
-        None => lists::Loaded::failsafe(),
-    };
+fn resolve(config: &Config, req: &web_sys::Request) -> crate::consent::ConsentState {
     let cookie = header(req, "cookie").unwrap_or_default();
-    let country = req.cf().and_then(|cf| cf.country());
+    // `request.cf` is rebuilt on every read; only the geo model needs it.
+    let country = (config.consent_model == ConsentModel::Geo)
+        .then(|| Reflect::get(req, &JsValue::from_str("cf")).ok())
+        .flatten()
+        .filter(|cf| cf.is_object())
+        .and_then(|cf| Reflect::get(&cf, &JsValue::from_str("country")).ok())
+        .and_then(|c| c.as_string());
     let visitor = Visitor {
         cookie: cookie.as_bytes(),
         sec_gpc: handlers::is_gpc(header(req, "sec-gpc").as_deref()),
         country: country.as_deref(),
     };
-    let state = handlers::resolve(config, visitor);
+    handlers::resolve(config, visitor)
+}
+
+async fn track(
+    config: &Rc<Config>,
+    req: &web_sys::Request,
+    env: &Env,
+    ctx: &Context,
+    endpoint: events::Endpoint,
+    segment: &str,
+) -> (Reply, Option<web_sys::Response>) {
+    let Ok(body) = read_request_body(req).await else {
+        return (Reply::error(400, "could not read the request body"), None);
+    };
+    let authorization = header(req, "authorization");
+    let parsed = match events::parse(config, endpoint, &body, authorization.as_deref()) {
+        Ok(parsed) => parsed,
+        Err(refusal) => return (Reply::error(refusal.status(), &refusal.to_string()), None),
+    };
+    let list = match parsed.write_key() {
+        Some(wk) => lists::get(config, env, ctx, wk).await,
+        None => lists::Loaded::failsafe(),
+    };
+    let state = resolve(config, req);
     let client_ip = header(req, "cf-connecting-ip");
     let enforced = Enforcer::new(config, &list.set, &state, client_ip.as_deref()).enforce(parsed);
     let counts = enforced.counts;
-    let content_type = header(req, "content-type");
-    let retry_count = header(req, "x-retry-count");
-    let user_agent = header(req, "user-agent");
+    let (content_type, retry_count, user_agent) = (
+        header(req, "content-type"),
+        header(req, "x-retry-count"),
+        header(req, "user-agent"),
+    );
     let headers = TrackHeaders {
         content_type: content_type.as_deref(),
         authorization: authorization.as_deref(),
@@ -200,34 +237,50 @@ async fn track(
         user_agent: user_agent.as_deref(),
     };
     match handlers::track_forward(config, segment, enforced, headers) {
-        Err(reply) => reply,
+        Err(reply) => (reply, None),
         Ok(forward) => {
-            let fetched =
-                upstream::send("POST", &forward.url, &forward.headers, Some(forward.body)).await;
-            handlers::track_reply(counts, fetched)
+            match upstream::send("POST", &forward.url, &forward.headers, Some(forward.body)).await {
+                Ok((head, response)) => (handlers::track_reply(counts, Ok(head)), Some(response)),
+                Err(failure) => {
+                    worker::console_error!(
+                        "{}",
+                        log_line("upstream.error", segment, &failure.to_string())
+                    );
+                    (handlers::track_reply(counts, Err(failure)), None)
+                }
+            }
         }
     }
 }
 
+async fn read_request_body(req: &web_sys::Request) -> Result<Vec<u8>, JsValue> {
+    let buffer = JsFuture::from(req.array_buffer()?).await?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
 /// CDN files come from the Cache API when Segment allows it; settings are
 /// cached as Segment sent them (the per-host patch is applied on the way out).
-async fn cdn_fetch(upstream_url: &str, ctx: &Context) -> Result<Fetched, FetchFailure> {
+async fn cdn_fetch(
+    upstream_url: &str,
+    ctx: &Context,
+) -> Result<(Fetched, web_sys::Response), FetchFailure> {
     let cache = Cache::default();
-    if let Ok(Some(mut hit)) = cache.get(upstream_url, false).await {
-        if let Ok(fetched) = upstream::read(&mut hit).await {
-            return Ok(fetched);
-        }
+    if let Ok(Some(hit)) = cache.get(upstream_url, false).await {
+        let hit = web_sys::Response::from(hit);
+        return Ok((upstream::head(&hit), hit));
     }
-    let fetched = upstream::send("GET", upstream_url, &[], None).await?;
-    if handlers::cdn_cacheable(&fetched) {
-        if let Ok(copy) = upstream::response_of(&fetched) {
+    let (head, response) = upstream::send("GET", upstream_url, &[], None).await?;
+    if handlers::cdn_cacheable(&head) {
+        if let Ok(copy) = response.clone() {
             let key = upstream_url.to_owned();
             ctx.wait_until(async move {
-                let _ = Cache::default().put(key.as_str(), copy).await;
+                let _ = Cache::default()
+                    .put(key.as_str(), worker::Response::from(copy))
+                    .await;
             });
         }
     }
-    Ok(fetched)
+    Ok((head, response))
 }
 
 async fn healthz(config: &Rc<Config>, env: &Env) -> Reply {
@@ -252,22 +305,33 @@ async fn healthz(config: &Rc<Config>, env: &Env) -> Reply {
     handlers::healthz(config, &keys, now_ms())
 }
 
-fn header(req: &Request, name: &str) -> Option<String> {
+fn header(req: &web_sys::Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
-fn into_response(reply: Reply) -> worker::Result<Response> {
-    let headers = Headers::new();
+/// The runtime response for a reply; a passed-through body is the upstream's stream.
+fn into_response(
+    reply: Reply,
+    upstream: Option<web_sys::Response>,
+) -> Result<web_sys::Response, JsValue> {
+    let headers = Headers::new()?;
     for (name, value) in &reply.headers {
         headers.append(name, value)?;
     }
-    let builder = ResponseBuilder::new()
-        .with_status(reply.status)
-        .with_headers(headers);
-    // 204 and 304 may not carry a body, not even an empty one.
-    Ok(if reply.body.is_empty() {
-        builder.empty()
-    } else {
-        builder.fixed(reply.body)
-    })
+    let init = ResponseInit::new();
+    init.set_status(reply.status);
+    init.set_headers(&headers);
+    match (reply.body, upstream.and_then(|u| u.body())) {
+        (Body::Upstream, Some(stream)) => {
+            web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)
+        }
+        // 204 and 304 may not carry a body, not even an empty one.
+        (Body::Bytes(bytes), _) if !bytes.is_empty() => {
+            web_sys::Response::new_with_opt_buffer_source_and_init(
+                Some(&Uint8Array::from(bytes.as_slice())),
+                &init,
+            )
+        }
+        _ => web_sys::Response::new_with_opt_str_and_init(None, &init),
+    }
 }

@@ -1,97 +1,94 @@
-//! Calls to Segment: one `fetch` with a deadline covering the whole answer,
-//! body included, so a slow upstream cannot hold a visitor's request open.
+//! Calls to Segment: one `fetch` under a deadline (`AbortSignal.timeout`)
+//! that covers the whole answer, body included, so a slow upstream cannot hold
+//! a visitor's request open.
 
 use crate::handlers::UPSTREAM_TIMEOUT_MS;
 use crate::http::{FetchFailure, Fetched};
 use crate::refresh;
-use futures_util::future::{select, Either};
-use std::time::Duration;
-use worker::{
-    js_sys, AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response,
-    ResponseBuilder,
-};
+use worker::js_sys::{self, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::{AbortSignal, Headers, RequestInit, Response, WorkerGlobalScope};
 
 /// The runtime's `fetch`, for the destination list refresh.
 pub struct Edge;
 
 impl refresh::Upstream for Edge {
     async fn get(&self, url: &str) -> Result<Fetched, FetchFailure> {
-        send("GET", url, &[], None).await
+        let (mut head, response) = send("GET", url, &[], None).await?;
+        head.body = Some(read_body(&response).await?);
+        Ok(head)
     }
 }
 
+/// A deadline for one upstream call.
+pub struct Deadline(AbortSignal);
+
+impl Deadline {
+    pub fn start() -> Deadline {
+        Deadline(AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_MS))
+    }
+
+    fn failure(&self, error: JsValue) -> FetchFailure {
+        if self.0.aborted() {
+            FetchFailure::Timeout
+        } else {
+            FetchFailure::Unreachable(error.as_string().unwrap_or_else(|| format!("{error:?}")))
+        }
+    }
+}
+
+/// Sends a request; the answer's body is left in the returned `Response`.
 pub async fn send(
     method: &str,
     url: &str,
     headers: &[(&'static str, String)],
     body: Option<Vec<u8>>,
-) -> Result<Fetched, FetchFailure> {
-    let unreachable = |e: worker::Error| FetchFailure::Unreachable(e.to_string());
-    let request_headers = Headers::new();
+) -> Result<(Fetched, Response), FetchFailure> {
+    let deadline = Deadline::start();
+    let init = RequestInit::new();
+    init.set_method(method);
+    let request_headers = Headers::new().map_err(|e| deadline.failure(e))?;
     for (name, value) in headers {
-        request_headers.set(name, value).map_err(unreachable)?;
+        request_headers
+            .set(name, value)
+            .map_err(|e| deadline.failure(e))?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(Method::from(method.to_owned()))
-        .with_headers(request_headers);
+    init.set_headers(&request_headers);
     if let Some(body) = body {
-        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+        init.set_body(&Uint8Array::from(body.as_slice()));
     }
-    let request = Request::new_with_init(url, &init).map_err(unreachable)?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let exchange = async {
-        let mut response = Fetch::Request(request)
-            .send_with_signal(&signal)
-            .await
-            .map_err(unreachable)?;
-        read(&mut response).await
-    };
-    let deadline = Delay::from(Duration::from_millis(u64::from(UPSTREAM_TIMEOUT_MS)));
-    let outcome = match select(Box::pin(exchange), deadline).await {
-        Either::Left((result, _)) => result,
-        Either::Right(_) => {
-            controller.abort();
-            Err(FetchFailure::Timeout)
-        }
-    };
-    outcome
-}
-
-/// Status, the headers that are passed on, and the body.
-pub async fn read(response: &mut Response) -> Result<Fetched, FetchFailure> {
-    let header = |name: &str| response.headers().get(name).ok().flatten();
-    let (content_type, cache_control, retry_after) = (
-        header("content-type"),
-        header("cache-control"),
-        header("retry-after"),
-    );
-    let body = response
-        .bytes()
+    init.set_signal(Some(&deadline.0));
+    let global: WorkerGlobalScope = js_sys::global().unchecked_into();
+    let response: Response = JsFuture::from(global.fetch_with_str_and_init(url, &init))
         .await
-        .map_err(|e| FetchFailure::Unreachable(e.to_string()))?;
-    Ok(Fetched {
-        status: response.status_code(),
-        content_type,
-        cache_control,
-        retry_after,
-        body,
-    })
+        .map_err(|e| deadline.failure(e))?
+        .unchecked_into();
+    Ok((head(&response), response))
 }
 
-/// A response to store in the Cache API.
-pub fn response_of(fetched: &Fetched) -> worker::Result<Response> {
-    let headers = Headers::new();
-    for (name, value) in [
-        ("content-type", &fetched.content_type),
-        ("cache-control", &fetched.cache_control),
-    ] {
-        if let Some(value) = value {
-            headers.set(name, value)?;
-        }
+/// Status and the headers that are passed on; the body is not read.
+pub fn head(response: &Response) -> Fetched {
+    let header = |name: &str| response.headers().get(name).ok().flatten();
+    Fetched {
+        status: response.status(),
+        content_type: header("content-type"),
+        cache_control: header("cache-control"),
+        retry_after: header("retry-after"),
+        body: None,
     }
-    Ok(ResponseBuilder::new()
-        .with_status(fetched.status)
-        .with_headers(headers)
-        .fixed(fetched.body.clone()))
+}
+
+/// Reads the whole body (still under the call's deadline).
+pub async fn read_body(response: &Response) -> Result<Vec<u8>, FetchFailure> {
+    let unreadable = |e: JsValue| {
+        FetchFailure::Unreachable(
+            e.as_string()
+                .unwrap_or_else(|| "body could not be read".to_owned()),
+        )
+    };
+    let buffer = JsFuture::from(response.array_buffer().map_err(unreadable)?)
+        .await
+        .map_err(unreadable)?;
+    Ok(Uint8Array::new(&buffer).to_vec())
 }

@@ -1,0 +1,171 @@
+// Worker-level benchmark: the built Worker against a plain JavaScript
+// pass-through Worker (same routes, no consent logic) and one that also
+// JSON.parse/stringify's each body, all in the same workerd, in front of the
+// same upstream Worker, under the same load generator (wrk), in one run.
+// Loopback only; every run stops by itself.
+//
+//   node bench/run.mjs [--seconds 8] [--connections 8] [--rounds 3] [--only loader,track,batch100]
+import { Miniflare } from "miniflare";
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { edgeWorker, root } from "../dev/stack.mjs";
+
+const args = Object.fromEntries(process.argv.slice(2).join(" ").split("--").filter(Boolean).map((a) => a.trim().split(/\s+/)));
+const SECONDS = Number(args.seconds ?? 8);
+const CONNECTIONS = Number(args.connections ?? 8);
+const ROUNDS = Number(args.rounds ?? 3);
+const ONLY = args.only ? args.only.split(",") : null;
+
+const fixture = (name) => readFileSync(join(root, "bench", "fixtures", name), "utf8");
+const COOKIE = fixture("cookie.txt");
+const TRACK = fixture("track.json");
+const BATCH = JSON.stringify({ batch: Array.from({ length: 100 }, () => JSON.parse(TRACK)), writeKey: "wk_bench", sentAt: "2026-11-25T10:00:00.120Z" });
+const AUTH = "Basic " + Buffer.from("wk_bench:").toString("base64");
+
+const WORKERS = {
+  edge: "consent-edge (Rust/wasm)",
+  js: "pass-through JS",
+  "js-json": "JS + JSON.parse/stringify",
+};
+
+const SCENARIOS = [
+  { name: "loader", method: "GET", path: "/edge/loader.js", headers: { cookie: COOKIE } },
+  { name: "track", method: "POST", path: "/edge/api/v1/t", body: TRACK, headers: { cookie: COOKIE, "content-type": "text/plain", authorization: AUTH } },
+  { name: "batch100", method: "POST", path: "/edge/api/v1/b", body: BATCH, headers: { cookie: COOKIE, "content-type": "text/plain", authorization: AUTH } },
+];
+
+function luaScript({ method, body, headers }, host) {
+  const lines = [`wrk.method = "${method}"`, `wrk.headers["Host"] = "${host}"`];
+  for (const [k, v] of Object.entries(headers)) lines.push(`wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`);
+  if (body) lines.push(`wrk.body = ${luaString(body)}`);
+  return lines.join("\n") + "\n";
+}
+
+function luaString(s) {
+  let level = 1;
+  while (s.includes("]" + "=".repeat(level) + "]")) level++;
+  const eq = "=".repeat(level);
+  return `[${eq}[${s}]${eq}]`;
+}
+
+function run(cmd, argv) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} exited ${code}: ${out}`))));
+  });
+}
+
+function ms(text) {
+  const m = text.match(/([\d.]+)(us|ms|s)/);
+  if (!m) return NaN;
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]];
+}
+
+function parseWrk(out) {
+  const p50 = out.match(/\n\s+50%\s+(\S+)/);
+  const p99 = out.match(/\n\s+99%\s+(\S+)/);
+  const rps = out.match(/Requests\/sec:\s+([\d.]+)/);
+  const non2xx = out.match(/Non-2xx or 3xx responses:\s+(\d+)/);
+  return { p50: ms(p50?.[1] ?? ""), p99: ms(p99?.[1] ?? ""), rps: Number(rps?.[1]), errors: Number(non2xx?.[1] ?? 0) };
+}
+
+/** CPU seconds used so far by the workerd processes (Linux). */
+async function workerdCpuSeconds() {
+  const out = await run("sh", ["-c", "for p in $(pgrep -f 'workerd serve'); do cat /proc/$p/stat; done"]);
+  const ticks = out.trim().split("\n").filter(Boolean).reduce((sum, line) => {
+    const fields = line.slice(line.lastIndexOf(")") + 2).split(" ");
+    return sum + Number(fields[11]) + Number(fields[12]); // utime + stime
+  }, 0);
+  return ticks / 100;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main() {
+  const template = readFileSync(join(root, "static", "loader.js"), "utf8");
+  const dir = mkdtempSync(join(tmpdir(), "consent-edge-bench-"));
+  const passthrough = (name, parse) => ({
+    name,
+    modules: [
+      { type: "ESModule", path: join(root, "bench", "passthrough.mjs"), contents: readFileSync(join(root, "bench", "passthrough.mjs"), "utf8") },
+      { type: "Text", path: join(root, "bench", "loader-template.txt"), contents: template },
+    ],
+    compatibilityDate: "2026-04-01",
+    bindings: parse ? { PARSE: true } : {},
+    routes: [`${name}.bench/*`],
+    outboundService: "upstream",
+  });
+  const mf = new Miniflare({
+    host: "127.0.0.1",
+    port: 0,
+    cf: { country: "DE" },
+    workers: [
+      { ...edgeWorker({ vars: { WRITE_KEYS: "wk_bench" }, outbound: "upstream" }), routes: ["edge.bench/*"] },
+      passthrough("js", false),
+      passthrough("js-json", true),
+      { name: "upstream", modules: true, scriptPath: join(root, "bench", "upstream.mjs"), compatibilityDate: "2026-04-01" },
+    ],
+  });
+  const url = (await mf.ready).href.replace(/\/$/, "");
+  // The destination list the Worker would have after a cron refresh.
+  const kv = await mf.getKVNamespace("DESTINATIONS", "edge");
+  await kv.put("v1:destinations:wk_bench", fixture("destinations.json"));
+
+  const results = {};
+  try {
+    // Sizes first (and a check that every worker answers).
+    for (const worker of Object.keys(WORKERS)) {
+      for (const s of SCENARIOS) {
+        const res = await fetch(url + s.path, { method: s.method, body: s.body, headers: { ...s.headers, host: `${worker}.bench` } });
+        const body = Buffer.from(await res.arrayBuffer());
+        if (res.status !== 200) throw new Error(`${worker} ${s.name}: HTTP ${res.status} ${body}`);
+        if (s.name === "loader") results[`${worker}:loaderGzip`] = gzipSync(body).length;
+      }
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const s of SCENARIOS.filter((s) => !ONLY || ONLY.includes(s.name))) {
+        for (const worker of Object.keys(WORKERS)) {
+          const script = join(dir, `${worker}-${s.name}.lua`);
+          writeFileSync(script, luaScript(s, `${worker}.bench`));
+          const cpuBefore = await workerdCpuSeconds();
+          const out = await run("wrk", ["-t1", `-c${CONNECTIONS}`, `-d${SECONDS}s`, "--latency", "-s", script, url + s.path]);
+          const cpu = (await workerdCpuSeconds()) - cpuBefore;
+          const r = parseWrk(out);
+          r.cpuMsPerRequest = (cpu * 1000) / (r.rps * SECONDS);
+          (results[`${worker}:${s.name}`] ??= []).push(r);
+          process.stderr.write(`round ${round + 1} ${s.name.padEnd(8)} ${worker.padEnd(7)} p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  ${r.rps.toFixed(0)} req/s  ${r.errors} errors\n`);
+        }
+      }
+    }
+  } finally {
+    await mf.dispose();
+  }
+
+  const rows = [];
+  for (const s of SCENARIOS.filter((s) => !ONLY || ONLY.includes(s.name))) {
+    const base = results[`js:${s.name}`];
+    const baseP50 = median(base.map((r) => r.p50));
+    const baseRps = median(base.map((r) => r.rps));
+    for (const worker of Object.keys(WORKERS)) {
+      const rs = results[`${worker}:${s.name}`];
+      const p50 = median(rs.map((r) => r.p50));
+      const p99 = median(rs.map((r) => r.p99));
+      const rps = median(rs.map((r) => r.rps));
+      const cpu = median(rs.map((r) => r.cpuMsPerRequest));
+      rows.push(`| ${s.name} | ${WORKERS[worker]} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${rps.toFixed(0)} | ${(p50 / baseP50).toFixed(2)}x | ${(rps / baseRps).toFixed(2)}x | ${cpu.toFixed(3)} |`);
+    }
+  }
+  console.log(`\n${ROUNDS} rounds × ${SECONDS} s, ${CONNECTIONS} connections, wrk 1 thread; medians; ratios to the pass-through JS Worker\n`);
+  console.log("| scenario | worker | p50 ms | p99 ms | req/s | p50 ratio | req/s ratio | workerd CPU ms/req |");
+  console.log("|---|---|---|---|---|---|---|---|");
+  console.log(rows.join("\n"));
+  console.log(`\nloader response gzipped: consent-edge ${results["edge:loaderGzip"]} B, pass-through ${results["js:loaderGzip"]} B`);
+}
+
+await main();

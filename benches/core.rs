@@ -1,0 +1,123 @@
+//! Micro-benchmarks of the pure core on realistic inputs (bench/fixtures):
+//! a 2 KB Cookie header with OneTrust, GA and other cookies, a 100-destination
+//! list, an analytics.js track event as the loader stamps it. Plain timing
+//! loops, median of several rounds; `cargo bench` runs them.
+
+use consent_edge::config::Config;
+use consent_edge::destinations::{DestinationList, DestinationSet};
+use consent_edge::events::{self, Endpoint, Enforcer};
+use consent_edge::handlers::{self, Visitor};
+use consent_edge::http::UrlParts;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const COOKIE: &str = include_str!("../bench/fixtures/cookie.txt");
+const DESTINATIONS: &str = include_str!("../bench/fixtures/destinations.json");
+const TRACK: &str = include_str!("../bench/fixtures/track.json");
+const AUTH: &str = "Basic d2tfYmVuY2g6"; // wk_bench:
+
+/// Median time per call of `f` over `rounds` rounds of `iterations` calls.
+fn time(iterations: u32, rounds: usize, mut f: impl FnMut()) -> Duration {
+    let mut per_call: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                f();
+            }
+            start.elapsed() / iterations
+        })
+        .collect();
+    per_call.sort();
+    per_call[rounds / 2]
+}
+
+fn main() {
+    let config = Config::from_vars(|key| (key == "WRITE_KEYS").then(|| "wk_bench".to_owned()));
+    let list = DestinationList::from_json(DESTINATIONS).expect("fixture list");
+    let set = DestinationSet::new(&list.destinations, &config);
+    let visitor = Visitor {
+        cookie: COOKIE.as_bytes(),
+        sec_gpc: false,
+        country: Some("DE"),
+    };
+    let url = UrlParts::parse("https://shop.example/edge/loader.js").unwrap();
+
+    let resolve = time(20_000, 9, || {
+        black_box(handlers::resolve(&config, black_box(visitor)));
+    });
+    let state = handlers::resolve(&config, visitor);
+
+    let loader = time(5_000, 9, || {
+        black_box(handlers::loader(&config, &url, "wk_bench", &set, &state));
+    });
+    let loader_bytes = handlers::loader(&config, &url, "wk_bench", &set, &state)
+        .bytes()
+        .len();
+
+    let rewrite = |endpoint: Endpoint, body: &[u8]| {
+        let parsed = events::parse(&config, endpoint, body, Some(AUTH)).expect("valid request");
+        black_box(Enforcer::new(&config, &set, &state, Some("203.0.113.7")).enforce(parsed));
+    };
+    let single = time(5_000, 9, || rewrite(Endpoint::Event, TRACK.as_bytes()));
+
+    let batch = |events: &[&str]| {
+        format!(
+            r#"{{"batch":[{}],"writeKey":"wk_bench","sentAt":"2026-11-25T10:00:00.120Z"}}"#,
+            events.join(",")
+        )
+    };
+    // 100 events as the loader stamps them (every destination in `integrations`).
+    let stamped = batch(&[TRACK; 100]);
+    let stamped_time = time(50, 9, || rewrite(Endpoint::Batch, stamped.as_bytes()));
+    // 500 events: Segment's 500 KiB limit allows ~1 KB each, so a lean event
+    // without the destination keys (as a server-side library sends).
+    let lean = lean_event();
+    let lean_batch = batch(&vec![lean.as_str(); 500]);
+    let lean_time = time(50, 9, || rewrite(Endpoint::Batch, lean_batch.as_bytes()));
+    let mb_per_s = |bytes: usize, t: Duration| bytes as f64 / t.as_secs_f64() / 1e6;
+
+    println!(
+        "cookie parse + resolve (1.9 KB header)        {:>9.2} µs",
+        resolve.as_secs_f64() * 1e6
+    );
+    println!(
+        "loader render (100 destinations, {:>5} B)    {:>9.2} µs",
+        loader_bytes,
+        loader.as_secs_f64() * 1e6
+    );
+    println!(
+        "single event rewrite ({:>5} B)               {:>9.2} µs",
+        TRACK.len(),
+        single.as_secs_f64() * 1e6
+    );
+    for (label, n, event, body, t) in [
+        ("stamped", 100, TRACK, &stamped, stamped_time),
+        ("lean", 500, lean.as_str(), &lean_batch, lean_time),
+    ] {
+        println!(
+            "batch rewrite, {n} × {} B {label} events ({:>3} KB) {:>6.2} ms {:>7.1} MB/s",
+            event.len(),
+            body.len() / 1000,
+            t.as_secs_f64() * 1e3,
+            mb_per_s(body.len(), t)
+        );
+    }
+}
+
+/// The fixture event without its `integrations`, product list and client
+/// hints: ~1 KB.
+fn lean_event() -> String {
+    let mut event: serde_json::Value = serde_json::from_str(TRACK).unwrap();
+    let object = event.as_object_mut().unwrap();
+    object.remove("integrations");
+    object.remove("_metadata");
+    object["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("products");
+    object["context"]
+        .as_object_mut()
+        .unwrap()
+        .remove("userAgentData");
+    event.to_string()
+}
