@@ -71,7 +71,10 @@ pub async fn get(config: &Rc<Config>, env: &Env, ctx: &Context, write_key: &str)
             keep(write_key, cached, now)
         }
         // KV trouble: keep serving what this isolate had.
-        Err(_) => keep(write_key, cached, now),
+        Err(e) => {
+            worker::console_error!("{}", super::log_line("kv.error", &refresh::short_key(write_key), &e));
+            keep(write_key, cached, now)
+        }
     }
 }
 
