@@ -4,6 +4,7 @@
 //! loops, median of several rounds; `cargo bench` runs them.
 
 use consent_edge::config::Config;
+use consent_edge::consent::Resolution;
 use consent_edge::destinations::{DestinationList, DestinationSet};
 use consent_edge::events::{self, Endpoint, Enforcer};
 use consent_edge::handlers::{self, Visitor};
@@ -48,11 +49,24 @@ fn main() {
     let state = handlers::resolve(&config, visitor);
 
     let loader = time(5_000, 9, || {
-        black_box(handlers::loader(&config, &url, "wk_bench", &set, &state));
+        let resolution = Resolution::of_state(&config, &set, &state);
+        black_box(handlers::loader(
+            &config,
+            &url,
+            "wk_bench",
+            &set,
+            &resolution,
+        ));
     });
-    let loader_bytes = handlers::loader(&config, &url, "wk_bench", &set, &state)
-        .bytes()
-        .len();
+    let loader_bytes = handlers::loader(
+        &config,
+        &url,
+        "wk_bench",
+        &set,
+        &Resolution::of_state(&config, &set, &state),
+    )
+    .bytes()
+    .len();
 
     let rewrite = |endpoint: Endpoint, body: &[u8]| {
         let parsed = events::parse(&config, endpoint, body, Some(AUTH)).expect("valid request");

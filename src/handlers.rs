@@ -72,15 +72,42 @@ pub fn requested_write_key<'c>(
     })
 }
 
-/// The loader script for this visitor.
+/// What a loader's bytes depend on besides the template: equal keys, equal
+/// scripts. `list` identifies the destination list the resolution was made on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoaderKey {
+    list: u64,
+    origin: String,
+    page: bool,
+    write_key: String,
+    pub resolution: Resolution,
+}
+
+impl LoaderKey {
+    pub fn new(url: &UrlParts<'_>, write_key: &str, list: u64, resolution: Resolution) -> Self {
+        LoaderKey {
+            list,
+            origin: url.origin(),
+            page: loader_pages(url),
+            write_key: write_key.to_owned(),
+            resolution,
+        }
+    }
+}
+
+/// `?page=0` leaves the first `analytics.page()` to the site.
+fn loader_pages(url: &UrlParts<'_>) -> bool {
+    query_param(url.query, "page") != Some("0")
+}
+
+/// The loader script for this visitor, from its resolved consent.
 pub fn loader(
     config: &Config,
     url: &UrlParts<'_>,
     write_key: &str,
     set: &DestinationSet,
-    state: &ConsentState,
+    resolution: &Resolution,
 ) -> Reply {
-    let resolution = Resolution::of_state(config, set, state);
     let input = LoaderInput {
         write_key,
         origin: Origin {
@@ -89,9 +116,9 @@ pub fn loader(
             prefix: &config.path_prefix,
         },
         mode: config.mode,
-        page: query_param(url.query, "page") != Some("0"),
+        page: loader_pages(url),
         set,
-        resolution: &resolution,
+        resolution,
     };
     Reply::new(
         200,

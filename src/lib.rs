@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod http;
 pub mod json;
 pub mod loader;
+pub mod memo;
 pub mod refresh;
 pub mod region;
 pub mod routes;

@@ -6,7 +6,7 @@ use super::{now_ms, upstream};
 use crate::config::Config;
 use crate::destinations::{self, DestinationList, DestinationSet};
 use crate::refresh;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use worker::{Context, Env};
@@ -21,6 +21,9 @@ pub struct Loaded {
     pub set: Rc<DestinationSet>,
     /// `None`: no list yet, the `ALL_DEFAULT` failsafe applies.
     pub fetched_at: Option<String>,
+    /// Which list this is in this isolate (0: the failsafe): what is cached
+    /// from a list is cached under it.
+    pub generation: u64,
 }
 
 impl Loaded {
@@ -29,6 +32,7 @@ impl Loaded {
         Loaded {
             set: Rc::new(DestinationSet::default()),
             fetched_at: None,
+            generation: 0,
         }
     }
 }
@@ -40,6 +44,7 @@ struct Entry {
 
 thread_local! {
     static ENTRIES: RefCell<HashMap<String, Entry>> = RefCell::new(HashMap::new());
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
     /// Keys with a background fetch under way: one per isolate, no stampede.
     static FETCHING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
 }
@@ -72,7 +77,10 @@ pub async fn get(config: &Rc<Config>, env: &Env, ctx: &Context, write_key: &str)
         }
         // KV trouble: keep serving what this isolate had.
         Err(e) => {
-            worker::console_error!("{}", super::log_line("kv.error", &refresh::short_key(write_key), &e));
+            worker::console_error!(
+                "{}",
+                super::log_line("kv.error", &refresh::short_key(write_key), &e)
+            );
             keep(write_key, cached, now)
         }
     }
@@ -91,9 +99,14 @@ fn keep(write_key: &str, cached: Option<(Loaded, u64)>, now: u64) -> Loaded {
 
 /// Maps a fresh list and makes it this isolate's current one.
 pub fn remember(config: &Config, write_key: &str, list: DestinationList) -> Loaded {
+    let generation = GENERATION.with(|g| {
+        g.set(g.get() + 1);
+        g.get()
+    });
     let loaded = Loaded {
         set: Rc::new(DestinationSet::new(&list.destinations, config)),
         fetched_at: Some(list.fetched_at),
+        generation,
     };
     let entry = Entry {
         loaded: loaded.clone(),

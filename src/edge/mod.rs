@@ -8,13 +8,16 @@ mod lists;
 mod upstream;
 
 use crate::config::{Config, ConsentModel};
+use crate::consent::{ConsentState, Resolution};
 use crate::cors::{self, OriginCheck};
 use crate::events::{self, Enforcer};
-use crate::handlers::{self, KeyHealth, KeyedRoute, TrackHeaders, Visitor};
+use crate::handlers::{self, KeyHealth, KeyedRoute, LoaderKey, TrackHeaders, Visitor};
 use crate::http::{Body, FetchFailure, Fetched, Reply, UrlParts};
 use crate::json::ObjectWriter;
+use crate::memo::Memo;
 use crate::refresh::{self, RefreshStatus};
 use crate::routes::{self, Method, Route};
+use std::cell::RefCell;
 use std::rc::Rc;
 use worker::js_sys::{self, Reflect, Uint8Array};
 use worker::wasm_bindgen::JsValue;
@@ -25,6 +28,8 @@ use worker::{event, Cache, Context, Env, ScheduleContext, ScheduledEvent};
 thread_local! {
     /// Configuration is read once per isolate.
     static CONFIG: std::cell::OnceCell<Rc<Config>> = const { std::cell::OnceCell::new() };
+    /// Rendered loaders: visitors who resolve alike get the same script.
+    static LOADERS: RefCell<Memo<LoaderKey, Reply>> = const { RefCell::new(Memo::new(64)) };
 }
 
 fn config(env: &Env) -> Rc<Config> {
@@ -144,7 +149,7 @@ async fn handle(
             let list = lists::get(config, env, ctx, write_key).await;
             let state = resolve(config, req);
             let reply = if route == Route::Loader {
-                handlers::loader(config, &url, write_key, &list.set, &state)
+                loader(config, &url, write_key, &list, &state)
             } else {
                 handlers::consent(config, &list.set, &state, list.fetched_at.as_deref())
             };
@@ -184,7 +189,24 @@ async fn handle(
     }
 }
 
-fn resolve(config: &Config, req: &web_sys::Request) -> crate::consent::ConsentState {
+fn loader(
+    config: &Config,
+    url: &UrlParts<'_>,
+    write_key: &str,
+    list: &lists::Loaded,
+    state: &ConsentState,
+) -> Reply {
+    let resolution = Resolution::of_state(config, &list.set, state);
+    let key = LoaderKey::new(url, write_key, list.generation, resolution);
+    if let Some(reply) = LOADERS.with(|memo| memo.borrow().get(&key).cloned()) {
+        return reply;
+    }
+    let reply = handlers::loader(config, url, write_key, &list.set, &key.resolution);
+    LOADERS.with(|memo| memo.borrow_mut().insert(key, reply.clone()));
+    reply
+}
+
+fn resolve(config: &Config, req: &web_sys::Request) -> ConsentState {
     let cookie = header(req, "cookie").unwrap_or_default();
     // `request.cf` is rebuilt on every read; only the geo model needs it.
     let country = (config.consent_model == ConsentModel::Geo)
