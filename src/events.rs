@@ -446,7 +446,8 @@ impl<'a> Enforcer<'a> {
                         next = at + 1;
                         r.enabled[at]
                     }
-                    None => r.all,
+                    // Not a destination this list knows: kept as it is.
+                    None => true,
                 },
             };
             if allowed || is_false(entry.value()) {
@@ -935,7 +936,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             out["integrations"],
-            json!({"All": false, "Ads": false, "GA4": {"measurementId": "G-1"}, "Custom": false, "Odd": false, "Segment.io": true})
+            json!({"All": false, "Ads": false, "GA4": {"measurementId": "G-1"}, "Custom": true, "Odd": false, "Segment.io": true}),
+            "other keys are preserved"
         );
         let keys: Vec<_> = out["integrations"]
             .as_object()

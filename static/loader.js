@@ -68,7 +68,8 @@
     return v !== null && typeof v === "object" && !Array.isArray(v);
   }
 
-  // A stamped refusal is kept; a claim beyond the resolved consent is corrected.
+  // A stamped refusal is kept; a claim beyond the resolved consent is
+  // corrected; keys that name no known destination are kept as they are.
   function stampIntegrations(stamped) {
     var granted = consent.integrations;
     var out = {};
@@ -77,7 +78,7 @@
       if (!Object.prototype.hasOwnProperty.call(stamped, key)) continue;
       var allowed = key === "Segment.io" ? consent.collection
         : Object.prototype.hasOwnProperty.call(granted, key) ? granted[key]
-        : granted.All;
+        : true;
       out[key] = stamped[key] === false || !allowed ? false : stamped[key];
     }
     for (key in granted) {
