@@ -107,6 +107,8 @@ export function createFakeSegment(options = {}) {
     cdnFailures: [],
     /** Milliseconds to wait before answering a tracking post. */
     apiDelayMs: 0,
+    /** Milliseconds to wait before answering the Projects API or settings. */
+    cdnDelayMs: 0,
     /** Milliseconds between the first byte of a body and the rest. */
     slowBodyMs: 0,
   };
@@ -148,6 +150,7 @@ export function createFakeSegment(options = {}) {
     if (request.method !== "GET") return new Response("method not allowed", { status: 405 });
 
     if ((m = path.match(/^\/v1\/projects\/([^/]+)\/(integrations|settings)$/))) {
+      if (state.cdnDelayMs) await new Promise((r) => setTimeout(r, state.cdnDelayMs));
       const forced = state.cdnFailures.shift();
       if (forced === "reset") return RESET;
       if (forced) return new Response(forced.body ?? "", { status: forced.status });
@@ -191,6 +194,7 @@ export function createFakeSegment(options = {}) {
       state.apiFailureRate = 0;
       state.apiFailUntil = 0;
       state.apiDelayMs = 0;
+      state.cdnDelayMs = 0;
       state.slowBodyMs = 0;
     },
   };

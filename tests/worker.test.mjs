@@ -546,6 +546,24 @@ describe("destination list in KV", () => {
     assert.equal((await load()).consent.integrations["Braze Web"], true);
   });
 
+  test("ten write keys refresh concurrently", async () => {
+    const keys = Array.from({ length: 10 }, (_, i) => `wk_many_${i}`);
+    const many = await startStack({ vars: { WRITE_KEYS: keys.join(",") } });
+    try {
+      many.segment.state.cdnDelayMs = 50; // each Projects API / settings answer takes 50 ms
+      const started = performance.now();
+      await many.cron();
+      const ms = performance.now() - started;
+      const kv = await many.kv();
+      for (const wk of keys) assert.equal((await kv.get(`v1:destinations:${wk}`, "json")).destinations.length, 8, wk);
+      // 20 upstream calls of 50 ms each: concurrent, not one after the other.
+      assert.ok(ms < 20 * 50, `refresh took ${ms.toFixed(0)} ms`);
+      console.log(`refresh of ${keys.length} write keys (50 ms upstream): ${ms.toFixed(0)} ms`);
+    } finally {
+      await many.dispose();
+    }
+  });
+
   test("a warm isolate does not read KV per request", async () => {
     await stack.cron();
     await request(stack, "/edge/loader.js");
