@@ -6,6 +6,7 @@ use crate::config::{Config, ConsentModel};
 use crate::cookie::OneTrustCookies;
 use crate::destinations::{DestinationSet, MappedDestination, MappingRule};
 use crate::json::ObjectWriter;
+use crate::onetrust;
 use crate::region::is_opt_in_country;
 use std::fmt;
 
@@ -341,15 +342,11 @@ impl Resolution {
 
     /// `C0001:1,C0002:0,…`: the string a Destination Filter matches with "contains C0002:1".
     pub fn onetrust(&self) -> String {
-        let mut s = String::new();
-        for (i, (g, granted)) in self.groups.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push_str(g);
-            s.push_str(if *granted { ":1" } else { ":0" });
-        }
-        s
+        onetrust::write(
+            self.groups
+                .iter()
+                .map(|(g, granted)| (g.as_str(), *granted)),
+        )
     }
 }
 

@@ -8,6 +8,7 @@
 //! level, quotes, stray bytes. Nothing here fails: what cannot be read is ignored,
 //! and a consent cookie with no readable group is reported as absent.
 
+use crate::onetrust;
 use std::borrow::Cow;
 
 const CONSENT_COOKIE: &str = "OptanonConsent";
@@ -171,20 +172,9 @@ impl ConsentFields {
     fn read(&mut self, name: &str, value: &str) {
         match name {
             "groups" => {
-                for entry in value.split(',') {
-                    let Some((id, choice)) = entry.split_once(':') else {
-                        continue;
-                    };
-                    let id = id.trim();
-                    let granted = match choice.trim() {
-                        "1" => true,
-                        "0" => false,
-                        _ => continue,
-                    };
-                    if !id.is_empty() {
-                        self.consent.record(id, granted);
-                        self.usable = true;
-                    }
+                for (id, granted) in onetrust::entries(value) {
+                    self.consent.record(id, granted);
+                    self.usable = true;
                 }
             }
             "isGpcEnabled" | "browserGpcFlag" => self.gpc |= value == "1",

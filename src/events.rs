@@ -13,6 +13,7 @@ use crate::destinations::DestinationSet;
 use crate::json::{
     self, bool_text, string_value, write_str, ObjectWriter, ParseError, RawObject, Shape,
 };
+use crate::onetrust;
 use std::fmt;
 
 /// Segment's limits: 32 KiB per event, 500 KiB per batch request.
@@ -611,8 +612,8 @@ impl Stamp {
                     stamp.state(pref.key(), !is_false(pref.value()));
                 }
             }
-            if let Some(onetrust) = consent.get("onetrust").and_then(string_value) {
-                for (g, granted) in onetrust_entries(&onetrust) {
+            if let Some(stamped) = consent.get("onetrust").and_then(string_value) {
+                for (g, granted) in onetrust::entries(&stamped) {
                     stamp.state(g, granted);
                 }
             }
@@ -669,29 +670,11 @@ impl Grants for Stamped<'_> {
     }
 }
 
-/// `C0001:1,C0002:0` entries; malformed ones are skipped.
-fn onetrust_entries(s: &str) -> impl Iterator<Item = (&str, bool)> {
-    s.split(',').filter_map(|entry| {
-        let (g, v) = entry.split_once(':')?;
-        let g = g.trim();
-        match v.trim() {
-            "1" if !g.is_empty() => Some((g, true)),
-            "0" if !g.is_empty() => Some((g, false)),
-            _ => None,
-        }
-    })
-}
-
-/// Turns each `g:1` that is not granted into `g:0`, leaving the rest as written.
+/// A stamped groups string with every grant the consent does not back turned
+/// into a refusal, rebuilt from its well-formed entries only: a malformed one
+/// (`C0004:1:1`) could still read as a grant to a Destination Filter.
 fn correct_onetrust(stamped: &str, granted: impl Fn(&str) -> bool) -> String {
-    stamped
-        .split(',')
-        .map(|entry| match entry.split_once(':') {
-            Some((g, v)) if v.trim() == "1" && !granted(g.trim()) => format!("{g}:0"),
-            _ => entry.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    onetrust::write(onetrust::entries(stamped).map(|(g, stamped)| (g, stamped && granted(g))))
 }
 
 fn parse_object<'t>(
@@ -1032,7 +1015,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             out["context"]["consent"],
-            json!({"categoryPreferences": {"C0004": false, "C0002": true}, "onetrust": "C0002:1,C0004:0,junk"})
+            json!({"categoryPreferences": {"C0004": false, "C0002": true}, "onetrust": "C0002:1,C0004:0"})
         );
     }
 
@@ -1424,5 +1407,34 @@ mod tests {
         assert_eq!(Endpoint::from_segment("batch"), Some(Endpoint::Batch));
         assert_eq!(Endpoint::from_segment("m"), Some(Endpoint::Metrics));
         assert_eq!(Endpoint::from_segment("x"), None);
+    }
+
+    /// Found by fuzzing: a group id that carries the string's own separators
+    /// must not let the groups string claim a grant.
+    #[test]
+    fn group_ids_cannot_inject_grants_into_the_groups_string() {
+        for mode in ["both", "context", "integrations"] {
+            let f = fixture(&[("MODE", mode)], ANALYTICS_ONLY);
+            let injected = event(json!({"context": {"consent": {
+                "categoryPreferences": {"C0004:1,X": true, " C0009": true},
+                "onetrust": "C0004:1:1,C0005:1 ,C0006 :1"
+            }}}));
+            let body = f
+                .enforce(Endpoint::Event, &injected.to_string(), None)
+                .unwrap()
+                .body
+                .unwrap();
+            let out: Value = serde_json::from_slice(&body).unwrap();
+            let onetrust = out["context"]["consent"]["onetrust"].as_str().unwrap();
+            for grant in ["C0004:1", "C0005:1", "C0006:1", "C0009:1"] {
+                assert!(!onetrust.contains(grant), "{mode}: {onetrust}");
+            }
+            let again = f
+                .enforce(Endpoint::Event, std::str::from_utf8(&body).unwrap(), None)
+                .unwrap()
+                .body
+                .unwrap();
+            assert_eq!(body, again, "{mode}: idempotent");
+        }
     }
 }
