@@ -93,9 +93,9 @@ export function createFakeSegment(options = {}) {
   const state = {
     projects: options.projects ?? JSON.parse(readFileSync(join(fixtures, "projects.json"), "utf8")),
     settings: settingsTemplate,
-    /** Every request, in order: { method, path, headers }. */
+    /** Every request, in order: { method, host, path, search, headers }. */
     requests: [],
-    /** Every tracking post: { path, headers, body (parsed), at }. */
+    /** Every tracking post: { path, headers, body (parsed), raw (as received), at }. */
     posts: [],
     /** Answers to force on tracking posts, consumed in order: { status, headers, body }. */
     apiFailures: [],
@@ -103,7 +103,10 @@ export function createFakeSegment(options = {}) {
     apiFailureRate: 0,
     /** Fails every tracking post with 500 until this time (ms since epoch). */
     apiFailUntil: 0,
-    /** Answers to force on the Projects API / settings: { status, body } or "reset". */
+    /**
+     * Answers to force on the Projects API / settings: { status, body, headers } or
+     * "reset"; `document: "integrations"` or `"settings"` aims one at that document only.
+     */
     cdnFailures: [],
     /** Milliseconds to wait before answering a tracking post. */
     apiDelayMs: 0,
@@ -122,7 +125,7 @@ export function createFakeSegment(options = {}) {
   async function handle(request) {
     const url = new URL(request.url);
     const path = url.pathname;
-    state.requests.push({ method: request.method, host: url.host, path, headers: Object.fromEntries(request.headers) });
+    state.requests.push({ method: request.method, host: url.host, path, search: url.search, headers: Object.fromEntries(request.headers) });
 
     // Controls for the demo page and tests.
     if (path === "/__received") return json(state.posts);
@@ -143,7 +146,7 @@ export function createFakeSegment(options = {}) {
       } catch {
         return json({ success: false, message: "invalid JSON" }, 400);
       }
-      state.posts.push({ path, headers: Object.fromEntries(request.headers), body, at: Date.now() });
+      state.posts.push({ path, headers: Object.fromEntries(request.headers), body, raw: text, at: Date.now() });
       return json({ success: true });
     }
 
@@ -151,9 +154,10 @@ export function createFakeSegment(options = {}) {
 
     if ((m = path.match(/^\/v1\/projects\/([^/]+)\/(integrations|settings)$/))) {
       if (state.cdnDelayMs) await new Promise((r) => setTimeout(r, state.cdnDelayMs));
-      const forced = state.cdnFailures.shift();
-      if (forced === "reset") return RESET;
-      if (forced) return new Response(forced.body ?? "", { status: forced.status });
+      const at = state.cdnFailures.findIndex((f) => !f?.document || f.document === m[2]);
+      const forced = at < 0 ? undefined : state.cdnFailures.splice(at, 1)[0];
+      if (forced === "reset" || forced?.status === "reset") return RESET;
+      if (forced) return new Response(forced.body ?? "", { status: forced.status, headers: forced.headers });
       const headers = { "cache-control": "public, max-age=60" };
       return m[2] === "integrations" ? json(state.projects, 200, headers) : json(settingsFor(m[1]), 200, headers);
     }

@@ -9,12 +9,18 @@
 //! and a consent cookie with no readable group is reported as absent.
 
 use crate::onetrust;
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 
 const CONSENT_COOKIE: &str = "OptanonConsent";
 const ALERT_BOX_CLOSED_COOKIE: &str = "OptanonAlertBoxClosed";
 /// More rounds than any real cookie needs; bounds the work on hostile input.
 const MAX_DECODE_ROUNDS: usize = 3;
+/// OneTrust writes a few dozen groups at most. Entries of a copy beyond this,
+/// and groups beyond it across copies, are ignored (an unnamed group is not
+/// granted), so a hostile header cannot make consent cost time in proportion
+/// to the square of its size further down.
+const MAX_GROUP_ENTRIES: usize = 512;
 
 /// What OneTrust's cookies in one request say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,6 +41,8 @@ pub struct OneTrustCookies {
 pub struct OptanonConsent {
     /// Each group the cookie names, in cookie order, with whether it is granted.
     pub groups: Vec<(String, bool)>,
+    /// Where each id sits in `groups`.
+    index: FxHashMap<String, usize>,
     /// `interactionCount`; 0 when absent or unreadable.
     pub interaction_count: u32,
     /// `AwaitingReconsent=true`.
@@ -45,17 +53,18 @@ impl OptanonConsent {
     /// `Some(true)` if the cookie grants `group`, `Some(false)` if it names it
     /// without granting it, `None` if it does not name it.
     pub fn group(&self, group: &str) -> Option<bool> {
-        self.groups
-            .iter()
-            .find(|(id, _)| id == group)
-            .map(|&(_, granted)| granted)
+        self.index.get(group).map(|&at| self.groups[at].1)
     }
 
     /// Records one reading of a group: a refusal anywhere wins over any grant.
     fn record(&mut self, id: &str, granted: bool) {
-        match self.groups.iter_mut().find(|(known, _)| known == id) {
-            Some((_, current)) => *current &= granted,
-            None => self.groups.push((id.to_owned(), granted)),
+        match self.index.get(id) {
+            Some(&at) => self.groups[at].1 &= granted,
+            None if self.groups.len() < MAX_GROUP_ENTRIES => {
+                self.index.insert(id.to_owned(), self.groups.len());
+                self.groups.push((id.to_owned(), granted));
+            }
+            None => {}
         }
     }
 }
@@ -97,9 +106,10 @@ fn merge_copies(copies: Vec<OptanonConsent>) -> Option<OptanonConsent> {
         for (id, granted) in &mut merged.groups {
             *granted &= copy.group(id) == Some(true);
         }
-        for (id, _) in copy.groups {
-            if merged.group(&id).is_none() {
-                merged.groups.push((id, false));
+        // Named by this copy only: not granted by the others.
+        for (id, _) in &copy.groups {
+            if merged.group(id).is_none() {
+                merged.record(id, false);
             }
         }
     }
@@ -172,7 +182,7 @@ impl ConsentFields {
     fn read(&mut self, name: &str, value: &str) {
         match name {
             "groups" => {
-                for (id, granted) in onetrust::entries(value) {
+                for (id, granted) in onetrust::entries(value).take(MAX_GROUP_ENTRIES) {
                     self.consent.record(id, granted);
                     self.usable = true;
                 }
@@ -561,13 +571,41 @@ mod tests {
     }
 
     #[test]
+    fn hostile_sizes_are_bounded() {
+        let ids: String = (0..20_000).map(|i| format!("G{i}:1,")).collect();
+        let started = std::time::Instant::now();
+        let header = format!("OptanonConsent=groups={ids}; OptanonConsent=groups={ids}");
+        let c = consent_of(&header).unwrap();
+        assert_eq!(c.groups.len(), MAX_GROUP_ENTRIES);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        let copies: String = (0..1000)
+            .map(|i| format!("OptanonConsent=groups=C{i}:1,C0002:1; "))
+            .collect();
+        let c = consent_of(&format!("{copies}OptanonConsent=groups=C0002:0")).unwrap();
+        assert_eq!(
+            c.group("C0002"),
+            Some(false),
+            "every copy counts, the last one too"
+        );
+        assert_eq!(
+            c.groups.len(),
+            MAX_GROUP_ENTRIES,
+            "groups across copies are bounded"
+        );
+    }
+
+    #[test]
     fn very_long_headers_parse_quickly() {
         let mut header = String::from("OptanonConsent=groups=C0001:1,C0002:1");
         for i in 0..5000 {
             header.push_str(&format!("; _junk{i}={}", "x".repeat(20)));
         }
         let groups: String = (0..2000).map(|i| format!("G{i}:1,")).collect();
-        header.push_str(&format!("; OptanonConsent=groups={groups}C0002:1"));
+        header.push_str(&format!("; OptanonConsent=groups=C0002:1,{groups}"));
         let c = consent_of(&header).unwrap();
         assert_eq!(c.group("C0002"), Some(true));
         assert_eq!(c.group("G5"), Some(false), "only in the second copy");

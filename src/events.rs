@@ -19,6 +19,9 @@ use std::fmt;
 /// Segment's limits: 32 KiB per event, 500 KiB per batch request.
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 pub const MAX_BODY_BYTES: usize = 500 * 1024;
+/// An event's consent names far fewer groups; more is refused rather than
+/// weighed (which costs time quadratic in their number).
+pub const MAX_STAMPED_GROUPS: usize = 512;
 
 /// What the proxy reads of an event in its one pass over it.
 const CONSENT: Shape = Shape::Object(&[("categoryPreferences", Shape::Object(&[]))]);
@@ -66,6 +69,7 @@ pub enum Refusal {
     InvalidJson(String),
     NotAnObject { what: &'static str },
     BatchNotAnArray,
+    TooManyGroups,
     MissingWriteKey,
     UnknownWriteKey,
     WriteKeyMismatch,
@@ -78,7 +82,8 @@ impl Refusal {
             Refusal::NotUtf8
             | Refusal::InvalidJson(_)
             | Refusal::NotAnObject { .. }
-            | Refusal::BatchNotAnArray => 400,
+            | Refusal::BatchNotAnArray
+            | Refusal::TooManyGroups => 400,
             Refusal::MissingWriteKey | Refusal::UnknownWriteKey | Refusal::WriteKeyMismatch => 403,
         }
     }
@@ -99,6 +104,10 @@ impl fmt::Display for Refusal {
             Refusal::InvalidJson(e) => write!(f, "request body is not valid JSON: {e}"),
             Refusal::NotAnObject { what } => write!(f, "{what} must be a JSON object"),
             Refusal::BatchNotAnArray => write!(f, "batch must be an array of events"),
+            Refusal::TooManyGroups => write!(
+                f,
+                "context.consent names more than {MAX_STAMPED_GROUPS} groups"
+            ),
             Refusal::MissingWriteKey => {
                 write!(f, "no write key in the body or Authorization header")
             }
@@ -447,8 +456,9 @@ impl<'a> Enforcer<'a> {
                         next = at + 1;
                         r.enabled[at]
                     }
-                    // Not a destination this list knows: kept as it is.
-                    None => true,
+                    // Not a destination this list maps (or no list yet):
+                    // `ALL_DEFAULT` decides, as for an unmapped one.
+                    None => r.all,
                 },
             };
             if allowed || is_false(entry.value()) {
@@ -609,25 +619,29 @@ impl Stamp {
                 "context.consent.categoryPreferences",
             )? {
                 for pref in prefs.iter() {
-                    stamp.state(pref.key(), !is_false(pref.value()));
+                    stamp.state(pref.key(), !is_false(pref.value()))?;
                 }
             }
             if let Some(stamped) = consent.get("onetrust").and_then(string_value) {
                 for (g, granted) in onetrust::entries(&stamped) {
-                    stamp.state(g, granted);
+                    stamp.state(g, granted)?;
                 }
             }
         }
         Ok(stamp)
     }
 
-    fn state(&mut self, group: &str, granted: bool) {
+    fn state(&mut self, group: &str, granted: bool) -> Result<(), Refusal> {
         if !self.stated.iter().any(|g| g == group) {
+            if self.stated.len() == MAX_STAMPED_GROUPS {
+                return Err(Refusal::TooManyGroups);
+            }
             self.stated.push(group.to_owned());
         }
         if !granted && !self.denied.iter().any(|g| g == group) {
             self.denied.push(group.to_owned());
         }
+        Ok(())
     }
 
     /// Whether decisions made for `base` already hold under this stamp: it
@@ -649,7 +663,14 @@ impl Stamp {
     fn merged(&self, other: &Stamp) -> Stamp {
         let mut stamp = self.clone();
         for g in &other.stated {
-            stamp.state(g, !other.denied.contains(g));
+            if !stamp.stated.contains(g) {
+                stamp.stated.push(g.clone());
+            }
+        }
+        for g in &other.denied {
+            if !stamp.denied.contains(g) {
+                stamp.denied.push(g.clone());
+            }
         }
         stamp.refuses_collection |= other.refuses_collection;
         stamp
@@ -919,8 +940,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             out["integrations"],
-            json!({"All": false, "Ads": false, "GA4": {"measurementId": "G-1"}, "Custom": true, "Odd": false, "Segment.io": true}),
-            "other keys are preserved"
+            json!({"All": false, "Ads": false, "GA4": {"measurementId": "G-1"}, "Custom": false, "Odd": false, "Segment.io": true}),
+            "a destination the list does not know follows ALL_DEFAULT"
         );
         let keys: Vec<_> = out["integrations"]
             .as_object()
@@ -1407,6 +1428,26 @@ mod tests {
         assert_eq!(Endpoint::from_segment("batch"), Some(Endpoint::Batch));
         assert_eq!(Endpoint::from_segment("m"), Some(Endpoint::Metrics));
         assert_eq!(Endpoint::from_segment("x"), None);
+    }
+
+    #[test]
+    fn an_event_naming_too_many_groups_is_refused() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let prefs: serde_json::Map<String, Value> = (0..=MAX_STAMPED_GROUPS)
+            .map(|i| (format!("G{i}"), json!(true)))
+            .collect();
+        let body =
+            event(json!({"context": {"consent": {"categoryPreferences": prefs}}})).to_string();
+        assert_eq!(
+            f.enforce(Endpoint::Event, &body, None).unwrap_err(),
+            Refusal::TooManyGroups
+        );
+        let prefs: serde_json::Map<String, Value> = (0..MAX_STAMPED_GROUPS - 10)
+            .map(|i| (format!("G{i}"), json!(false)))
+            .collect();
+        let body =
+            event(json!({"context": {"consent": {"categoryPreferences": prefs}}})).to_string();
+        assert!(f.enforce(Endpoint::Event, &body, None).is_ok());
     }
 
     /// Found by fuzzing: a group id that carries the string's own separators

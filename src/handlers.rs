@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::consent::{verdict, ConsentState, Explanation, RequestSignals, Resolution};
 use crate::cookie::parse_cookie_header;
 use crate::destinations::DestinationSet;
-use crate::events::{Counts, Enforced};
+use crate::events::{Counts, Endpoint, Enforced};
 use crate::http::{FetchFailure, Fetched, Reply, UrlParts};
 use crate::json::ObjectWriter;
 use crate::loader::{self, LoaderInput, Origin};
@@ -328,6 +328,7 @@ pub struct Forward {
 /// when nothing needs forwarding (every event dropped) or nothing can be.
 pub fn track_forward(
     config: &Config,
+    endpoint: Endpoint,
     segment: &str,
     enforced: Enforced,
     headers: TrackHeaders<'_>,
@@ -345,8 +346,13 @@ pub fn track_forward(
         "content-type",
         headers.content_type.unwrap_or("text/plain").to_owned(),
     )];
+    // Metrics carry no write key; an Authorization header on them could name
+    // one that is not served here, so it is not passed on.
+    let authorization = headers
+        .authorization
+        .filter(|_| endpoint != Endpoint::Metrics);
     let passed = [
-        ("authorization", headers.authorization),
+        ("authorization", authorization),
         ("x-retry-count", headers.retry_count),
         ("user-agent", headers.user_agent),
     ];
@@ -390,5 +396,101 @@ fn failure_reply(failure: &FetchFailure, what: &str) -> Reply {
     match failure {
         FetchFailure::Unreachable(_) => Reply::error(502, &format!("{what} is unreachable")),
         FetchFailure::Timeout => Reply::error(504, &format!("{what} did not answer in time")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::from_vars(|k| (k == "WRITE_KEYS").then(|| "wk".to_owned()))
+    }
+
+    fn enforced() -> Enforced {
+        Enforced {
+            body: Some(b"{}".to_vec()),
+            counts: Counts {
+                forwarded: 1,
+                dropped: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn forwards_the_same_path_and_the_client_headers_but_never_cookies() {
+        let headers = TrackHeaders {
+            content_type: None,
+            authorization: Some("Basic d2s6"),
+            retry_count: Some("2"),
+            user_agent: Some("UA"),
+        };
+        let forward =
+            track_forward(&config(), Endpoint::Event, "track", enforced(), headers).unwrap();
+        assert_eq!(forward.url, "https://api.segment.io/v1/track");
+        assert_eq!(
+            forward.headers,
+            [
+                ("content-type", "text/plain".to_owned()),
+                ("authorization", "Basic d2s6".to_owned()),
+                ("x-retry-count", "2".to_owned()),
+                ("user-agent", "UA".to_owned())
+            ]
+        );
+        let metrics =
+            track_forward(&config(), Endpoint::Metrics, "m", enforced(), headers).unwrap();
+        assert!(
+            metrics
+                .headers
+                .iter()
+                .all(|(name, _)| *name != "authorization"),
+            "metrics pass no write key"
+        );
+    }
+
+    #[test]
+    fn nothing_to_forward_is_a_200_with_counts() {
+        let dropped = Enforced {
+            body: None,
+            counts: Counts {
+                forwarded: 0,
+                dropped: 3,
+            },
+        };
+        let reply = track_forward(
+            &config(),
+            Endpoint::Batch,
+            "b",
+            dropped,
+            TrackHeaders::default(),
+        )
+        .unwrap_err();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("x-consent-dropped"), Some("3"));
+        assert_eq!(reply.header("x-consent-forwarded"), Some("0"));
+    }
+
+    #[test]
+    fn upstream_failures_are_answered_so_clients_retry() {
+        let counts = Counts {
+            forwarded: 1,
+            dropped: 0,
+        };
+        assert_eq!(track_reply(counts, Err(FetchFailure::Timeout)).status, 504);
+        assert_eq!(
+            track_reply(counts, Err(FetchFailure::Unreachable("reset".into()))).status,
+            502
+        );
+        let busy = Fetched {
+            status: 429,
+            retry_after: Some("7".into()),
+            ..Fetched::default()
+        };
+        let reply = track_reply(counts, Ok(busy));
+        assert_eq!(
+            (reply.status, reply.header("retry-after")),
+            (429, Some("7"))
+        );
+        assert_eq!(reply.body, crate::http::Body::Upstream);
     }
 }

@@ -69,7 +69,7 @@
   }
 
   // A stamped refusal is kept; a claim beyond the resolved consent is
-  // corrected; keys that name no known destination are kept as they are.
+  // corrected; a destination the edge does not know follows `All`.
   function stampIntegrations(stamped) {
     var granted = consent.integrations;
     var out = {};
@@ -78,7 +78,7 @@
       if (!Object.prototype.hasOwnProperty.call(stamped, key)) continue;
       var allowed = key === "Segment.io" ? consent.collection
         : Object.prototype.hasOwnProperty.call(granted, key) ? granted[key]
-        : true;
+        : granted.All;
       out[key] = stamped[key] === false || !allowed ? false : stamped[key];
     }
     for (key in granted) {

@@ -69,7 +69,15 @@ pub async fn get(config: &Rc<Config>, env: &Env, ctx: &Context, write_key: &str)
     match store.read(&destinations::kv_key(write_key)).await {
         Ok(Some(raw)) => match DestinationList::from_json(&raw) {
             Ok(list) => remember(config, write_key, list),
-            Err(_) => keep(write_key, cached, now),
+            // A stored value that does not read: say so, and fetch a good one.
+            Err(e) => {
+                worker::console_error!(
+                    "{}",
+                    super::log_line("kv.corrupt", &refresh::short_key(write_key), &e.to_string())
+                );
+                fetch_in_background(config, env, ctx, write_key);
+                keep(write_key, cached, now)
+            }
         },
         Ok(None) => {
             fetch_in_background(config, env, ctx, write_key);

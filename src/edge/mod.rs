@@ -20,7 +20,7 @@ use crate::routes::{self, Method, Route};
 use std::cell::RefCell;
 use std::rc::Rc;
 use worker::js_sys::{self, Reflect, Uint8Array};
-use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, Headers, ResponseInit};
 use worker::{event, Cache, Context, Env, ScheduleContext, ScheduledEvent};
@@ -77,8 +77,8 @@ fn now_ms() -> u64 {
 #[event(fetch)]
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let config = config(&env);
-    let (reply, upstream) = handle(&config, &req, &env, &ctx).await;
-    Ok(into_response(reply, upstream)?)
+    let (reply, passed) = handle(&config, &req, &env, &ctx).await;
+    Ok(into_response(reply, passed)?)
 }
 
 #[event(scheduled)]
@@ -116,13 +116,21 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     }
 }
 
-/// The reply, and the upstream response whose body it may pass through.
+/// An upstream body a reply passes on.
+enum Passed {
+    /// Streamed as it arrives (a tracking answer: a few bytes).
+    Stream(web_sys::Response),
+    /// Read whole first, so that a body cut short is a failure, not a file.
+    Buffer(js_sys::ArrayBuffer),
+}
+
+/// The reply, and the upstream body it may pass on.
 async fn handle(
     config: &Rc<Config>,
     req: &web_sys::Request,
     env: &Env,
     ctx: &Context,
-) -> (Reply, Option<web_sys::Response>) {
+) -> (Reply, Option<Passed>) {
     let url = req.url();
     let Some(url) = UrlParts::parse(&url) else {
         return (Reply::not_found(), None);
@@ -157,26 +165,24 @@ async fn handle(
         }
         Route::Cdn(path) => match handlers::cdn_target(config, path) {
             Err(reply) => (reply, None),
-            Ok((kind, upstream_url)) => {
-                let fetched = cdn_fetch(&upstream_url, ctx).await;
-                let (fetched, response) = match fetched {
-                    Ok((head, response)) if handlers::cdn_needs_body(kind, &head) => {
-                        match upstream::read_body(&response).await {
-                            Ok(body) => (
-                                Ok(Fetched {
-                                    body: Some(body),
-                                    ..head
-                                }),
-                                None,
-                            ),
-                            Err(failure) => (Err(failure), None),
-                        }
-                    }
-                    Ok((head, response)) => (Ok(head), Some(response)),
-                    Err(failure) => (Err(failure), None),
-                };
-                (handlers::cdn_reply(config, kind, &url, fetched), response)
-            }
+            Ok((kind, upstream_url)) => match cdn_fetch(&upstream_url, ctx).await {
+                Err(failure) => (handlers::cdn_reply(config, kind, &url, Err(failure)), None),
+                Ok((head, buffer)) => {
+                    let (fetched, passed) = if handlers::cdn_needs_body(kind, &head) {
+                        let body = Uint8Array::new(&buffer).to_vec();
+                        (
+                            Fetched {
+                                body: Some(body),
+                                ..head
+                            },
+                            None,
+                        )
+                    } else {
+                        (head, Some(Passed::Buffer(buffer)))
+                    };
+                    (handlers::cdn_reply(config, kind, &url, Ok(fetched)), passed)
+                }
+            },
         },
         Route::Api { endpoint, segment } => {
             let check = cors::check_origin(config, header(req, "origin").as_deref(), &url.origin());
@@ -230,7 +236,7 @@ async fn track(
     ctx: &Context,
     endpoint: events::Endpoint,
     segment: &str,
-) -> (Reply, Option<web_sys::Response>) {
+) -> (Reply, Option<Passed>) {
     let Ok(body) = read_request_body(req).await else {
         return (Reply::error(400, "could not read the request body"), None);
     };
@@ -258,11 +264,14 @@ async fn track(
         retry_count: retry_count.as_deref(),
         user_agent: user_agent.as_deref(),
     };
-    match handlers::track_forward(config, segment, enforced, headers) {
+    match handlers::track_forward(config, endpoint, segment, enforced, headers) {
         Err(reply) => (reply, None),
         Ok(forward) => {
             match upstream::send("POST", &forward.url, &forward.headers, Some(forward.body)).await {
-                Ok((head, response)) => (handlers::track_reply(counts, Ok(head)), Some(response)),
+                Ok(answer) => (
+                    handlers::track_reply(counts, Ok(answer.head)),
+                    Some(Passed::Stream(answer.response)),
+                ),
                 Err(failure) => {
                     worker::console_error!(
                         "{}",
@@ -282,18 +291,25 @@ async fn read_request_body(req: &web_sys::Request) -> Result<Vec<u8>, JsValue> {
 
 /// CDN files come from the Cache API when Segment allows it; settings are
 /// cached as Segment sent them (the per-host patch is applied on the way out).
+/// A body is read whole before it is served or cached: one cut short by the
+/// deadline is then a 504, never a truncated file kept for a year.
 async fn cdn_fetch(
     upstream_url: &str,
     ctx: &Context,
-) -> Result<(Fetched, web_sys::Response), FetchFailure> {
+) -> Result<(Fetched, js_sys::ArrayBuffer), FetchFailure> {
     let cache = Cache::default();
     if let Ok(Some(hit)) = cache.get(upstream_url, false).await {
         let hit = web_sys::Response::from(hit);
-        return Ok((upstream::head(&hit), hit));
+        if let Ok(read) = hit.array_buffer() {
+            if let Ok(buffer) = JsFuture::from(read).await {
+                return Ok((upstream::head(&hit), buffer.unchecked_into()));
+            }
+        }
     }
-    let (head, response) = upstream::send("GET", upstream_url, &[], None).await?;
-    if handlers::cdn_cacheable(&head) {
-        if let Ok(copy) = response.clone() {
+    let answer = upstream::send("GET", upstream_url, &[], None).await?;
+    let buffer = answer.buffer().await?;
+    if handlers::cdn_cacheable(&answer.head) {
+        if let Ok(copy) = response_of(&answer.head, &buffer) {
             let key = upstream_url.to_owned();
             ctx.wait_until(async move {
                 let _ = Cache::default()
@@ -302,7 +318,24 @@ async fn cdn_fetch(
             });
         }
     }
-    Ok((head, response))
+    Ok((answer.head, buffer))
+}
+
+/// A response holding `buffer`, with the headers the cache keys its lifetime on.
+fn response_of(head: &Fetched, buffer: &js_sys::ArrayBuffer) -> Result<web_sys::Response, JsValue> {
+    let headers = Headers::new()?;
+    for (name, value) in [
+        ("content-type", &head.content_type),
+        ("cache-control", &head.cache_control),
+    ] {
+        if let Some(value) = value {
+            headers.set(name, value)?;
+        }
+    }
+    let init = ResponseInit::new();
+    init.set_status(head.status);
+    init.set_headers(&headers);
+    web_sys::Response::new_with_opt_buffer_source_and_init(Some(buffer), &init)
 }
 
 async fn healthz(config: &Rc<Config>, env: &Env) -> Reply {
@@ -331,11 +364,8 @@ fn header(req: &web_sys::Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
-/// The runtime response for a reply; a passed-through body is the upstream's stream.
-fn into_response(
-    reply: Reply,
-    upstream: Option<web_sys::Response>,
-) -> Result<web_sys::Response, JsValue> {
+/// The runtime response for a reply, with the upstream body it passes on.
+fn into_response(reply: Reply, passed: Option<Passed>) -> Result<web_sys::Response, JsValue> {
     let headers = Headers::new()?;
     for (name, value) in &reply.headers {
         headers.append(name, value)?;
@@ -343,9 +373,15 @@ fn into_response(
     let init = ResponseInit::new();
     init.set_status(reply.status);
     init.set_headers(&headers);
-    match (reply.body, upstream.and_then(|u| u.body())) {
-        (Body::Upstream, Some(stream)) => {
-            web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)
+    match (reply.body, passed) {
+        (Body::Upstream, Some(Passed::Stream(response))) => {
+            web_sys::Response::new_with_opt_readable_stream_and_init(
+                response.body().as_ref(),
+                &init,
+            )
+        }
+        (Body::Upstream, Some(Passed::Buffer(buffer))) => {
+            web_sys::Response::new_with_opt_buffer_source_and_init(Some(&buffer), &init)
         }
         // 204 and 304 may not carry a body, not even an empty one.
         (Body::Bytes(bytes), _) if !bytes.is_empty() => {

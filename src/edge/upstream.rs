@@ -5,7 +5,7 @@
 use crate::handlers::UPSTREAM_TIMEOUT_MS;
 use crate::http::{FetchFailure, Fetched};
 use crate::refresh;
-use worker::js_sys::{self, Uint8Array};
+use worker::js_sys::{self, ArrayBuffer, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{AbortSignal, Headers, RequestInit, Response, WorkerGlobalScope};
@@ -15,56 +15,81 @@ pub struct Edge;
 
 impl refresh::Upstream for Edge {
     async fn get(&self, url: &str) -> Result<Fetched, FetchFailure> {
-        let (mut head, response) = send("GET", url, &[], None).await?;
-        head.body = Some(read_body(&response).await?);
-        Ok(head)
+        let answer = send("GET", url, &[], None).await?;
+        let body = answer.bytes().await?;
+        Ok(Fetched {
+            body: Some(body),
+            ..answer.head
+        })
     }
 }
 
-/// A deadline for one upstream call.
-pub struct Deadline(AbortSignal);
+/// An upstream answer whose body has not been read yet.
+pub struct Answer {
+    pub head: Fetched,
+    pub response: Response,
+    deadline: AbortSignal,
+}
 
-impl Deadline {
-    pub fn start() -> Deadline {
-        Deadline(AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_MS))
+impl Answer {
+    /// Reads the whole body into JS memory, still under the call's deadline.
+    pub async fn buffer(&self) -> Result<ArrayBuffer, FetchFailure> {
+        let read = self
+            .response
+            .array_buffer()
+            .map_err(|e| failure(&self.deadline, e))?;
+        let buffer = JsFuture::from(read)
+            .await
+            .map_err(|e| failure(&self.deadline, e))?;
+        Ok(buffer.unchecked_into())
     }
 
-    fn failure(&self, error: JsValue) -> FetchFailure {
-        if self.0.aborted() {
-            FetchFailure::Timeout
-        } else {
-            FetchFailure::Unreachable(error.as_string().unwrap_or_else(|| format!("{error:?}")))
-        }
+    /// Reads the whole body into the Worker.
+    pub async fn bytes(&self) -> Result<Vec<u8>, FetchFailure> {
+        Ok(Uint8Array::new(&self.buffer().await?.into()).to_vec())
     }
 }
 
-/// Sends a request; the answer's body is left in the returned `Response`.
+/// Why a call failed: its deadline passed, or anything else went wrong.
+fn failure(deadline: &AbortSignal, error: JsValue) -> FetchFailure {
+    if deadline.aborted() {
+        FetchFailure::Timeout
+    } else {
+        FetchFailure::Unreachable(error.as_string().unwrap_or_else(|| format!("{error:?}")))
+    }
+}
+
+/// Sends a request; the answer's body is left unread.
 pub async fn send(
     method: &str,
     url: &str,
     headers: &[(&'static str, String)],
     body: Option<Vec<u8>>,
-) -> Result<(Fetched, Response), FetchFailure> {
-    let deadline = Deadline::start();
+) -> Result<Answer, FetchFailure> {
+    let deadline = AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_MS);
     let init = RequestInit::new();
     init.set_method(method);
-    let request_headers = Headers::new().map_err(|e| deadline.failure(e))?;
+    let request_headers = Headers::new().map_err(|e| failure(&deadline, e))?;
     for (name, value) in headers {
         request_headers
             .set(name, value)
-            .map_err(|e| deadline.failure(e))?;
+            .map_err(|e| failure(&deadline, e))?;
     }
     init.set_headers(&request_headers);
     if let Some(body) = body {
         init.set_body(&Uint8Array::from(body.as_slice()));
     }
-    init.set_signal(Some(&deadline.0));
+    init.set_signal(Some(&deadline));
     let global: WorkerGlobalScope = js_sys::global().unchecked_into();
     let response: Response = JsFuture::from(global.fetch_with_str_and_init(url, &init))
         .await
-        .map_err(|e| deadline.failure(e))?
+        .map_err(|e| failure(&deadline, e))?
         .unchecked_into();
-    Ok((head(&response), response))
+    Ok(Answer {
+        head: head(&response),
+        response,
+        deadline,
+    })
 }
 
 /// Status and the headers that are passed on; the body is not read.
@@ -77,18 +102,4 @@ pub fn head(response: &Response) -> Fetched {
         retry_after: header("retry-after"),
         body: None,
     }
-}
-
-/// Reads the whole body (still under the call's deadline).
-pub async fn read_body(response: &Response) -> Result<Vec<u8>, FetchFailure> {
-    let unreadable = |e: JsValue| {
-        FetchFailure::Unreachable(
-            e.as_string()
-                .unwrap_or_else(|| "body could not be read".to_owned()),
-        )
-    };
-    let buffer = JsFuture::from(response.array_buffer().map_err(unreadable)?)
-        .await
-        .map_err(unreadable)?;
-    Ok(Uint8Array::new(&buffer).to_vec())
 }
