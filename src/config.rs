@@ -202,11 +202,8 @@ impl Config {
                 .map(|v| (key, v))
         };
 
-        let write_keys = match read("WRITE_KEYS") {
-            None => {
-                errors.push(ConfigError::Missing { key: "WRITE_KEYS" });
-                Vec::new()
-            }
+        let write_keys: Vec<String> = match read("WRITE_KEYS") {
+            None => Vec::new(),
             Some((key, raw)) => list(&raw)
                 .into_iter()
                 .filter(|wk| {
@@ -223,6 +220,9 @@ impl Config {
                 })
                 .collect(),
         };
+        if write_keys.is_empty() && errors.is_empty() {
+            errors.push(ConfigError::Missing { key: "WRITE_KEYS" });
+        }
 
         let path_prefix = match read("PATH_PREFIX") {
             None => "/edge".to_owned(),
@@ -249,7 +249,6 @@ impl Config {
                 ("both", Mode::Both),
             ],
             Mode::Both,
-            Mode::Both,
             "integrations, context or both",
             &mut errors,
         );
@@ -260,7 +259,6 @@ impl Config {
                 ("opt-out", ConsentModel::OptOut),
                 ("geo", ConsentModel::Geo),
             ],
-            ConsentModel::OptIn,
             ConsentModel::OptIn,
             "opt-in, opt-out or geo",
             &mut errors,
@@ -356,11 +354,12 @@ fn list(raw: &str) -> Vec<String> {
         .collect()
 }
 
+/// One of `options` (any case); the default when unset, and also when the
+/// value is not one of them: both defaults are the ones that grant least.
 fn choice<T: Copy>(
     value: Option<(&'static str, String)>,
     options: &[(&str, T)],
     default: T,
-    closed: T,
     expected: &'static str,
     errors: &mut Vec<ConfigError>,
 ) -> T {
@@ -377,7 +376,7 @@ fn choice<T: Copy>(
                 value: raw,
                 expected,
             });
-            closed
+            default
         })
 }
 
@@ -453,4 +452,147 @@ fn is_origin(s: &str) -> bool {
         && rest
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        Config::from_vars(|key| {
+            vars.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = config(&[("WRITE_KEYS", " wk1 , wk2,, ")]);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!(c.write_keys, ["wk1", "wk2"]);
+        assert_eq!(c.default_write_key(), Some("wk1"));
+        assert_eq!(c.path_prefix, "/edge");
+        assert_eq!((c.mode, c.consent_model), (Mode::Both, ConsentModel::OptIn));
+        assert_eq!(c.strict_group, "C0001");
+        assert_eq!(c.gpc_groups, ["C0004"]);
+        assert_eq!(
+            (c.all_default, c.opt_in, c.collection_group.as_deref()),
+            (false, true, None)
+        );
+        assert_eq!(c.segment_cdn.as_deref(), Some("https://cdn.segment.com"));
+        assert_eq!(c.segment_api.as_deref(), Some("https://api.segment.io"));
+        assert!(c.allowed_origins.is_empty());
+        assert!(!c.locked_down());
+        for (key, default, _) in KEYS {
+            let documented = match *key {
+                "WRITE_KEYS" => continue,
+                "CATEGORY_MAP" | "DESTINATION_MAP" => "{}",
+                _ => default,
+            };
+            // Setting every key to its documented default changes nothing.
+            let explicit = config(&[("WRITE_KEYS", "wk1,wk2"), (key, documented)]);
+            assert_eq!(explicit, c, "{key} = {documented:?}");
+        }
+    }
+
+    #[test]
+    fn values_as_wrangler_passes_them() {
+        // TOML booleans and tables reach the Worker as JSON text.
+        let c = config(&[
+            ("WRITE_KEYS", "wk"),
+            ("ALL_DEFAULT", "true"),
+            ("OPT_IN", "FALSE"),
+            ("MODE", "Context"),
+            ("CONSENT_MODEL", "geo"),
+            ("PATH_PREFIX", "/consent-edge/"),
+            ("GPC_GROUPS", "C0004, C0005"),
+            ("COLLECTION_GROUP", " C0002 "),
+            ("CATEGORY_MAP", r#"{"Analytics":"PERF"}"#),
+            ("DESTINATION_MAP", r#"{"Braze":["C0003","C0004"]}"#),
+            ("SEGMENT_API", "https://events.eu1.segmentapis.com/"),
+            (
+                "ALLOWED_ORIGINS",
+                "https://WWW.Example.com/, https://shop.example.com",
+            ),
+        ]);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!((c.all_default, c.opt_in), (true, false));
+        assert_eq!(
+            (c.mode, c.consent_model),
+            (Mode::Context, ConsentModel::Geo)
+        );
+        assert_eq!(c.path_prefix, "/consent-edge");
+        assert_eq!(c.gpc_groups, ["C0004", "C0005"]);
+        assert_eq!(c.collection_group.as_deref(), Some("C0002"));
+        assert_eq!(
+            categories::groups_for_category(&c.category_map, "analytics").unwrap(),
+            ["PERF"]
+        );
+        assert_eq!(c.destination_map.get("Braze").unwrap(), ["C0003", "C0004"]);
+        assert_eq!(
+            c.segment_api.as_deref(),
+            Some("https://events.eu1.segmentapis.com")
+        );
+        assert_eq!(
+            c.allowed_origins,
+            ["https://www.example.com", "https://shop.example.com"]
+        );
+    }
+
+    #[test]
+    fn every_broken_value_is_reported_by_key_and_takes_its_closed_value() {
+        let cases: &[(&str, &str)] = &[
+            ("MODE", "sideways"),
+            ("CONSENT_MODEL", "maybe"),
+            ("CATEGORY_MAP", "{not json"),
+            ("DESTINATION_MAP", r#"{"A": 1}"#),
+            ("ALL_DEFAULT", "yes please"),
+            ("OPT_IN", "2"),
+            ("SEGMENT_CDN", "cdn.segment.com"),
+            ("SEGMENT_API", "ftp://api.segment.io"),
+            ("ALLOWED_ORIGINS", "https://ok.example, not an origin"),
+            ("PATH_PREFIX", "/../x"),
+            ("WRITE_KEYS", "good_key,bad key<script>"),
+        ];
+        for &(key, value) in cases {
+            let mut vars = vec![("WRITE_KEYS", "wk")];
+            vars.retain(|(k, _)| *k != key);
+            vars.push((key, value));
+            let c = config(&vars);
+            assert_eq!(c.errors.len(), 1, "{key}: {:?}", c.errors);
+            assert_eq!(c.errors[0].key(), key);
+            assert!(c.locked_down(), "{key}");
+            assert!(c.errors[0].to_string().starts_with(key), "{}", c.errors[0]);
+        }
+        assert!(
+            !config(&[("WRITE_KEYS", "wk"), ("OPT_IN", "nope")]).opt_in,
+            "a broken OPT_IN collects nothing"
+        );
+        assert!(!config(&[("WRITE_KEYS", "wk"), ("ALL_DEFAULT", "?")]).all_default);
+        assert_eq!(
+            config(&[("WRITE_KEYS", "wk"), ("SEGMENT_API", "x")]).segment_api,
+            None,
+            "never another host"
+        );
+        let c = config(&[("WRITE_KEYS", "good_key,bad key<script>")]);
+        assert_eq!(c.write_keys, ["good_key"]);
+        assert!(
+            !c.errors[0].to_string().contains("<script>"),
+            "a bad key is shortened in messages"
+        );
+    }
+
+    #[test]
+    fn missing_write_keys_is_an_error() {
+        for value in [None, Some(""), Some(" , ")] {
+            let c = Config::from_vars(|key| {
+                (key == "WRITE_KEYS")
+                    .then(|| value.unwrap_or_default().to_owned())
+                    .filter(|_| value.is_some())
+            });
+            assert!(c.write_keys.is_empty());
+            assert!(c.locked_down(), "{value:?}");
+        }
+    }
 }

@@ -4,14 +4,11 @@
 // Segment fails 30% of tracking posts with 500. analytics.js retries through
 // the Worker; every consented event must arrive exactly once, and nothing the
 // page stamps or forges may reach a destination the cookie refuses.
-import { test, describe, before, after } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { startStack } from "../dev/stack.mjs";
-import { WK, ANALYTICS_ONLY, eventually } from "./support/helpers.mjs";
+import { WK, ANALYTICS_ONLY, eventually, sharedStack } from "./support/helpers.mjs";
+import { sharedBrowser, openPage } from "./support/browser.mjs";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update", "--disable-sync", "--no-first-run"];
 /** Destinations whose groups the cookie refuses (C0003, C0004, C0005). */
 const REFUSED = ["Facebook Pixel", "Google Ads Conversions", "Intercom Web (Actions)", "Twitter Ads"];
 const GRANT_EVERYTHING = { All: true, "Facebook Pixel": true, "Google Ads Conversions": { conversionId: "AW-1" }, "Intercom Web (Actions)": true, "Twitter Ads": true, "Homegrown Tool": true };
@@ -22,33 +19,15 @@ const STAMPED = 10; // tracks whose options claim every destination
 const FORGED = 10; // direct posts to /t that bypass analytics.js
 const FORGED_BATCH = 5; // events in one direct post to /b
 
-let browser;
-before(async () => {
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
-});
-after(async () => {
-  await browser?.close();
-});
+const chromium = sharedBrowser();
 
 describe("real analytics-next in Chromium while Segment fails 30% of posts", () => {
-  let stack;
-  before(async () => {
-    stack = await startStack({ vars: { WRITE_KEYS: WK } });
-    await stack.cron();
-  });
-  after(() => stack.dispose());
+  const stack = sharedStack({ WRITE_KEYS: WK });
 
   test("every consented event arrives exactly once; nothing stamped or forged reaches a refused destination", async () => {
     stack.segment.reset();
     stack.segment.state.apiFailureRate = 0.3;
-    const context = await browser.newContext();
-    const [name, ...value] = ANALYTICS_ONLY.split("=");
-    await context.addCookies([{ name, value: value.join("="), url: stack.url + "/" }]);
-    const page = await context.newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(stack.url + "/e2e.html");
-    await page.waitForFunction(() => window.analytics && window.analytics.initialized === true);
+    const { context, page, errors } = await openPage(chromium.browser, stack, { cookies: [ANALYTICS_ONLY] });
 
     const forgedStatuses = await page.evaluate(
       async ({ n, stamped, forged, forgedBatch, grant, claim }) => {

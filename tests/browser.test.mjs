@@ -2,15 +2,13 @@
 // in Debian's headless Chromium, on a page served first-party with only
 // <script src="/edge/loader.js">, through the built Worker; assertions are on
 // what the fake Segment received.
-import { test, describe, before, after } from "node:test";
+import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
 import { startStack, root } from "../dev/stack.mjs";
-import { WK, optanon, ANALYTICS_ONLY, EVERYTHING, eventually } from "./support/helpers.mjs";
+import { WK, optanon, ANALYTICS_ONLY, EVERYTHING, eventually, sharedStack } from "./support/helpers.mjs";
+import { sharedBrowser, openPage } from "./support/browser.mjs";
 
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update", "--disable-sync", "--no-first-run"];
 const DESTINATIONS = ["Google Analytics 4 Web", "Actions Amplitude", "Facebook Pixel", "Google Ads Conversions", "Intercom Web (Actions)", "Twitter Ads", "Webhooks", "Homegrown Tool"];
 const ANALYTICS_DESTINATIONS = ["Actions Amplitude", "Google Analytics 4 Web", "Webhooks"];
 const ADS_SCRIPT = "/next-integrations/actions/fake-ads/d4e5f6.js";
@@ -18,32 +16,12 @@ const ADS_SCRIPT = "/next-integrations/actions/fake-ads/d4e5f6.js";
 /** Per scenario: events sent vs received, and time to the first event. */
 const report = [];
 
-let browser;
-before(async () => {
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
-});
-after(async () => {
-  await browser?.close();
+const chromium = sharedBrowser();
+after(() => {
   if (report.length) console.log("\nscenario report\n" + report.map((r) => JSON.stringify(r)).join("\n"));
 });
 
-function cookie(stack, header) {
-  const [name, ...value] = header.split("=");
-  return { name, value: value.join("="), url: stack.url + "/" };
-}
-
-/** Opens the e2e page with the given OneTrust cookies and HTTP headers. */
-async function open(stack, { cookies = [], headers = {} } = {}) {
-  const context = await browser.newContext({ extraHTTPHeaders: headers });
-  if (cookies.length) await context.addCookies(cookies.map((c) => cookie(stack, c)));
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  const started = Date.now();
-  await page.goto(stack.url + "/e2e.html");
-  await page.waitForFunction(() => window.analytics && window.analytics.initialized === true);
-  return { context, page, errors, started };
-}
+const open = (stack, options) => openPage(chromium.browser, stack, options);
 
 /** Every event the fake Segment received, each once per messageId. */
 function received(stack) {
@@ -66,12 +44,7 @@ async function fireAll(page, label) {
 }
 
 describe("real analytics-next in Chromium through the Worker", () => {
-  let stack;
-  before(async () => {
-    stack = await startStack({ vars: { WRITE_KEYS: WK } });
-    await stack.cron();
-  });
-  after(() => stack.dispose());
+  const stack = sharedStack({ WRITE_KEYS: WK });
 
   test("1. no OneTrust cookie, opt-in: collected, every mapped destination off", async () => {
     stack.segment.reset();
@@ -233,12 +206,7 @@ describe("real analytics-next in Chromium through the Worker", () => {
 });
 
 describe("opt-out model with GPC", () => {
-  let stack;
-  before(async () => {
-    stack = await startStack({ vars: { WRITE_KEYS: WK, CONSENT_MODEL: "opt-out" } });
-    await stack.cron();
-  });
-  after(() => stack.dispose());
+  const stack = sharedStack({ WRITE_KEYS: WK, CONSENT_MODEL: "opt-out" });
 
   test("no cookie + Sec-GPC: everything but the GPC groups", async () => {
     const { context, page } = await open(stack, { headers: { "Sec-GPC": "1" } });
@@ -258,7 +226,7 @@ describe("the local demo page", () => {
     const stack = await startStack({ vars: { WRITE_KEYS: WK } });
     try {
       await stack.cron();
-      const context = await browser.newContext({ viewport: { width: 1240, height: 900 } });
+      const context = await chromium.browser.newContext({ viewport: { width: 1240, height: 900 } });
       const page = await context.newPage();
       await page.goto(stack.url + "/");
       await page.waitForSelector("#destinations tbody tr");

@@ -3,28 +3,20 @@
 // design asks: Segment's status (and Retry-After) is passed back so clients
 // retry, never a 200 for an event that was not delivered, the last good
 // destination list survives bad refreshes, and bad configuration fails closed.
-import { test, describe, before, after, beforeEach } from "node:test";
+import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { startStack } from "../dev/stack.mjs";
-import { WK, OTHER_WK, EVERYTHING, ANALYTICS_ONLY, request, getJson, loaderData, track, post, eventually } from "./support/helpers.mjs";
+import { WK, OTHER_WK, EVERYTHING, ANALYTICS_ONLY, request, getJson, loaderData, track, post, eventually, sharedStack, upstreamPosts } from "./support/helpers.mjs";
 
 const VARS = { WRITE_KEYS: `${WK},${OTHER_WK}` };
 const SHORT = WK.slice(0, 6) + "…";
 const DESTINATIONS = ["Google Analytics 4 Web", "Actions Amplitude", "Facebook Pixel", "Google Ads Conversions", "Intercom Web (Actions)", "Twitter Ads", "Webhooks", "Homegrown Tool"];
 const npm = (file) => readFileSync(new URL(`../node_modules/@segment/analytics-next/dist/umd/${file}`, import.meta.url));
 
-/** The tracking posts that reached the fake (failed ones included). */
-const upstreamPosts = (stack) => stack.segment.state.requests.filter((r) => r.method === "POST");
 
 describe("tracking API faults", () => {
-  let stack;
-  before(async () => {
-    stack = await startStack({ vars: VARS });
-    await stack.cron();
-  });
-  after(() => stack.dispose());
-  beforeEach(() => stack.segment.reset());
+  const stack = sharedStack(VARS);
 
   test("5xx and 429 come back as they are, with Retry-After; never a 200 for an undelivered event", async () => {
     const failures = [
@@ -177,13 +169,7 @@ describe("past the 10 s deadline (one shared ~10 s wait)", () => {
 });
 
 describe("destination list refresh faults", () => {
-  let stack;
-  before(async () => {
-    stack = await startStack({ vars: VARS });
-    await stack.cron();
-  });
-  after(() => stack.dispose());
-  beforeEach(() => stack.segment.reset());
+  const stack = sharedStack(VARS);
 
   const stored = async () => {
     const kv = await stack.kv();

@@ -2,11 +2,10 @@
 // each gets a clear 4xx (or the documented default behaviour), never a 500,
 // and nothing reaches the fake Segment that should not. Where workerd itself
 // refuses a request before the Worker runs, the test says so.
-import { test, describe, before, after, beforeEach } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { startStack } from "../dev/stack.mjs";
-import { WK, OTHER_WK, AUTH, optanon, ANALYTICS_ONLY, EVERYTHING, request, getJson, loaderData, loaderBlock, track, post } from "./support/helpers.mjs";
+import { WK, OTHER_WK, AUTH, optanon, ANALYTICS_ONLY, EVERYTHING, request, getJson, loaderData, loaderBlock, track, post, sharedStack, upstreamPosts } from "./support/helpers.mjs";
 
 const VARS = { WRITE_KEYS: `${WK},${OTHER_WK}` };
 const REFUSED = ["Facebook Pixel", "Google Ads Conversions", "Intercom Web (Actions)", "Twitter Ads"];
@@ -38,8 +37,6 @@ const ODD_KEYS = [
 
 const basic = (user) => "Basic " + Buffer.from(user + ":").toString("base64");
 
-/** Every upstream POST the fake saw (failed ones included). */
-const upstreamPosts = (stack) => stack.segment.state.requests.filter((r) => r.method === "POST");
 
 /**
  * One HTTP/1.1 request written byte for byte on a socket, for what fetch()
@@ -91,13 +88,7 @@ async function assertError(res, status, label) {
 }
 
 describe("hostile requests", () => {
-  let stack;
-  before(async () => {
-    stack = await startStack({ vars: VARS });
-    await stack.cron();
-  });
-  after(() => stack.dispose());
-  beforeEach(() => stack.segment.reset());
+  const stack = sharedStack(VARS);
 
   describe("cookies", () => {
     test("workerd refuses a Cookie header over ~128 KiB with 431 and a NUL byte with 400, before the Worker runs", async () => {

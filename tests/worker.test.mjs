@@ -4,17 +4,12 @@ import { test, describe, before, after, beforeEach, afterEach } from "node:test"
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { startStack } from "../dev/stack.mjs";
-import { WK, OTHER_WK, AUTH, optanon, ANALYTICS_ONLY, EVERYTHING, request, getJson, loaderData, loaderBlock, track, post, eventually } from "./support/helpers.mjs";
+import { WK, OTHER_WK, AUTH, optanon, ANALYTICS_ONLY, EVERYTHING, request, getJson, loaderData, loaderBlock, track, post, eventually, sharedStack } from "./support/helpers.mjs";
 
 const VARS = { WRITE_KEYS: `${WK},${OTHER_WK}` };
 
 describe("healthz and consent", () => {
-  let stack;
-  before(async () => {
-    stack = await startStack({ vars: VARS });
-    await stack.cron();
-  });
-  after(() => stack.dispose());
+  const stack = sharedStack(VARS);
 
   test("healthz reports version, config and each write key", async () => {
     const { res, body } = await getJson(stack, "/edge/healthz");
@@ -134,12 +129,7 @@ describe("consent models", () => {
 });
 
 describe("broken configuration fails closed", () => {
-  let stack;
-  before(async () => {
-    stack = await startStack({ vars: { ...VARS, CATEGORY_MAP: "{not json", CONSENT_MODEL: "opt-out", MODE: "sideways" } });
-    await stack.cron();
-  });
-  after(() => stack.dispose());
+  const stack = sharedStack({ ...VARS, CATEGORY_MAP: "{not json", CONSENT_MODEL: "opt-out", MODE: "sideways" });
 
   test("healthz is 503 and names each key", async () => {
     const { res, body } = await getJson(stack, "/edge/healthz");
@@ -162,12 +152,7 @@ describe("broken configuration fails closed", () => {
 });
 
 describe("loader", () => {
-  let stack;
-  before(async () => {
-    stack = await startStack({ vars: VARS });
-    await stack.cron();
-  });
-  after(() => stack.dispose());
+  const stack = sharedStack(VARS);
 
   test("headers and first-party URLs", async () => {
     const res = await request(stack, "/edge/loader.js");
@@ -229,12 +214,7 @@ describe("loader", () => {
 });
 
 describe("CDN proxy", () => {
-  let stack;
-  before(async () => {
-    stack = await startStack({ vars: VARS });
-  });
-  after(() => stack.dispose());
-  beforeEach(() => stack.segment.reset());
+  const stack = sharedStack(VARS, { cron: false });
 
   test("analytics.js is the npm build, fetched from the CDN", async () => {
     const res = await request(stack, `/edge/cdn/analytics.js/v1/${WK}/analytics.min.js`);
@@ -301,13 +281,7 @@ describe("CDN proxy", () => {
 });
 
 describe("tracking proxy", () => {
-  let stack;
-  before(async () => {
-    stack = await startStack({ vars: VARS });
-    await stack.cron();
-  });
-  after(() => stack.dispose());
-  beforeEach(() => stack.segment.reset());
+  const stack = sharedStack(VARS);
 
   const PATHS = ["t", "p", "i", "g", "a", "s", "track", "page", "identify", "group", "alias", "screen"];
 

@@ -1,6 +1,8 @@
 // Helpers shared by the Worker-level test files.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { before, after, beforeEach } from "node:test";
+import { startStack } from "../../dev/stack.mjs";
 
 const template = readFileSync(new URL("../../static/loader.js", import.meta.url), "utf8");
 const [templateHead, templateTail] = template.split("/*EDGE*/ null");
@@ -87,3 +89,22 @@ export async function eventually(check, { timeoutMs = 5000, stepMs = 25 } = {}) 
     await new Promise((r) => setTimeout(r, stepMs));
   }
 }
+
+/**
+ * The stack a `describe` block shares: started (destination lists filled by
+ * the cron trigger) before its tests, the fake Segment's log cleared before
+ * each, stopped after. Use it like the stack itself once the tests run.
+ */
+export function sharedStack(vars, { cron = true } = {}) {
+  const shared = {};
+  before(async () => {
+    Object.assign(shared, await startStack({ vars }));
+    if (cron) await shared.cron();
+  });
+  after(() => shared.dispose());
+  beforeEach(() => shared.segment.reset());
+  return shared;
+}
+
+/** Every upstream POST the fake saw (failed ones included). */
+export const upstreamPosts = (stack) => stack.segment.state.requests.filter((r) => r.method === "POST");
