@@ -42,8 +42,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(error.to_string().contains(key));
     }
     for (key, accepted) in CHOICES {
-        let rejected = value_of(key)
-            .is_some_and(|v| !accepted.iter().any(|a| a.eq_ignore_ascii_case(v)));
+        let rejected =
+            value_of(key).is_some_and(|v| !accepted.iter().any(|a| a.eq_ignore_ascii_case(v)));
         assert_eq!(
             rejected,
             config.errors.iter().any(|e| e.key() == *key),
@@ -65,6 +65,9 @@ fuzz_target!(|data: &[u8]| {
         for g in ["C0001", "C0002", "C0003", "C0004", "C0005"] {
             assert_eq!(state.granted(g), g == config.strict_group, "{g}");
         }
-        assert!(!consent_edge::consent::all_value(&config, collection(&config, &state)));
+        assert!(!consent_edge::consent::all_value(
+            &config,
+            collection(&config, &state)
+        ));
     }
 });

@@ -19,6 +19,9 @@ use std::sync::OnceLock;
 /// `Basic base64("wk_live:")`, as analytics.js sends it.
 const AUTH: &str = "Basic d2tfbGl2ZTo=";
 const CLIENT_IP: &str = "203.0.113.7";
+/// Groups no granted id of any scenario contains, so that `g:1` anywhere in a
+/// groups string can only be a claim on `g`.
+const SUBSTRING_SAFE_GROUPS: [&str; 5] = ["C0002", "C0003", "C0004", "C0005", "SSPD_BG"];
 
 struct Scenario {
     config: Config,
@@ -36,11 +39,31 @@ fn destinations() -> Vec<Destination> {
         consent_categories: consent.iter().map(|c| c.to_string()).collect(),
     };
     vec![
-        d("Google Analytics 4 Web", "Google Analytics 4 Web", "Analytics", &[]),
-        d("Amplitude (Actions)", "Actions Amplitude", "Analytics", &["C0002"]),
+        d(
+            "Google Analytics 4 Web",
+            "Google Analytics 4 Web",
+            "Analytics",
+            &[],
+        ),
+        d(
+            "Amplitude (Actions)",
+            "Actions Amplitude",
+            "Analytics",
+            &["C0002"],
+        ),
         d("Facebook Pixel", "Facebook Pixel", "Advertising", &[]),
-        d("Braze Cloud Mode (Actions)", "Actions Braze", "", &["C0002", "C0004"]),
-        d("Intercom Web (Actions)", "Intercom Web (Actions)", "Livechat", &[]),
+        d(
+            "Braze Cloud Mode (Actions)",
+            "Actions Braze",
+            "",
+            &["C0002", "C0004"],
+        ),
+        d(
+            "Intercom Web (Actions)",
+            "Intercom Web (Actions)",
+            "Livechat",
+            &[],
+        ),
         d("Twitter Ads", "Twitter Ads", "Social Media", &[]),
         d("Webhooks", "Webhooks", "Raw Data", &[]),
         d("Homegrown Tool", "Homegrown Tool", "Other", &[]),
@@ -187,6 +210,7 @@ fn check_consent(s: &Scenario, object: &Value) {
             .find(|d| d.key == key || d.name == key)
         {
             Some(d) if !d.groups.is_empty() => d.groups.iter().all(|g| s.state.granted(g)),
+            // Unmapped, or a key the list does not know.
             _ => all_default,
         },
     };
@@ -204,7 +228,10 @@ fn check_consent(s: &Scenario, object: &Value) {
     let Some(consent) = object.pointer("/context/consent") else {
         return;
     };
-    if let Some(prefs) = consent.get("categoryPreferences").and_then(Value::as_object) {
+    if let Some(prefs) = consent
+        .get("categoryPreferences")
+        .and_then(Value::as_object)
+    {
         for (g, value) in prefs {
             assert!(
                 !(refused(g) && *value == Value::Bool(true)),
@@ -217,6 +244,13 @@ fn check_consent(s: &Scenario, object: &Value) {
             assert!(
                 !(refused(g.trim()) && v.trim() == "1"),
                 "onetrust grants {g:?}: {onetrust:?}"
+            );
+        }
+        // A Destination Filter matches "contains C0004:1" anywhere in the string.
+        for g in SUBSTRING_SAFE_GROUPS.into_iter().filter(|g| refused(g)) {
+            assert!(
+                !onetrust.contains(&format!("{g}:1")),
+                "onetrust contains {g}:1: {onetrust:?}"
             );
         }
     }

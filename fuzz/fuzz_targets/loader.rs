@@ -7,13 +7,14 @@
 
 mod common;
 
-use consent_edge::config::Mode;
+use consent_edge::config::{Config, Mode};
 use consent_edge::consent::{ConsentState, RequestSignals, Resolution};
 use consent_edge::cookie::parse_cookie_header;
 use consent_edge::destinations::{Destination, DestinationSet};
 use consent_edge::loader::{render, LoaderInput, Origin};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
+use std::sync::OnceLock;
 
 /// The file the loader renders from, split where the data goes.
 const TEMPLATE: &str = include_str!("../../static/loader.js");
@@ -27,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
         .map(|f| String::from_utf8_lossy(f).into_owned())
         .collect();
 
-    let config = common::config(&[("ALL_DEFAULT", "true")]);
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| common::config(&[("ALL_DEFAULT", "true")]));
     let list: Vec<Destination> = names
         .iter()
         .map(|name| Destination {
@@ -37,13 +39,13 @@ fuzz_target!(|data: &[u8]| {
             consent_categories: vec![],
         })
         .collect();
-    let set = DestinationSet::new(&list, &config);
+    let set = DestinationSet::new(&list, config);
     let state = ConsentState::resolve(
-        &config,
+        config,
         &parse_cookie_header(cookie),
         RequestSignals::default(),
     );
-    let resolution = Resolution::of_state(&config, &set, &state);
+    let resolution = Resolution::of_state(config, &set, &state);
     let js = render(&LoaderInput {
         write_key: &write_key,
         origin: Origin {
@@ -57,7 +59,9 @@ fuzz_target!(|data: &[u8]| {
         resolution: &resolution,
     });
 
-    let (head, tail) = TEMPLATE.split_once(MARKER).expect("the template has its marker");
+    let (head, tail) = TEMPLATE
+        .split_once(MARKER)
+        .expect("the template has its marker");
     let js = std::str::from_utf8(&js).expect("the loader is UTF-8");
     assert!(js.starts_with(head) && js.ends_with(tail));
     let block = &js[head.len()..js.len() - tail.len()];
