@@ -1,7 +1,7 @@
 # The two commands that matter:
 #   make dev    run the Worker locally (Miniflare: local KV, demo page, fake Segment; offline)
 #   make test   run every test (installs what is missing first)
-.PHONY: dev test build setup setup-browser check unit js-tests size deploy-check bench fuzz
+.PHONY: dev test build setup setup-browser setup-bench check unit js-tests size deploy-check bench fuzz
 
 dev: build
 	node dev/run.mjs
@@ -39,7 +39,12 @@ js-tests: build
 deploy-check: build
 	WRANGLER_SEND_METRICS=false npx wrangler deploy --dry-run --outdir build/dry-run
 
-bench: build
+setup-bench:
+	bash scripts/setup.sh bench
+
+# Native benches of the pure core, then the built Worker vs pass-through JS Workers.
+bench: setup-bench build
+	cargo bench --bench core
 	node bench/run.mjs
 
 fuzz:

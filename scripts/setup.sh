@@ -3,6 +3,7 @@
 # whatever is already there at the right version. Safe to run repeatedly.
 #   scripts/setup.sh          Rust toolchain pieces + npm packages
 #   scripts/setup.sh browser  also Debian's chromium (browser tests)
+#   scripts/setup.sh bench    also Debian's wrk (the Worker-level benchmark)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,9 +34,11 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-if [ "${1:-}" = browser ] && ! command -v chromium >/dev/null; then
-  say "installing chromium (Debian)"
+# Debian packages, by the command they provide.
+apt_package=$(case "${1:-}" in browser) echo chromium ;; bench) echo wrk ;; esac)
+if [ -n "$apt_package" ] && ! command -v "$apt_package" >/dev/null; then
+  say "installing $apt_package (Debian)"
   SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$apt_package" >/dev/null
 fi

@@ -5,7 +5,7 @@
 use crate::config::{Config, ConsentModel};
 use crate::cookie::OneTrustCookies;
 use crate::destinations::{DestinationSet, MappedDestination, MappingRule};
-use crate::json::ObjectWriter;
+use crate::json::{bool_text, ObjectWriter};
 use crate::onetrust;
 use crate::region::is_opt_in_country;
 use std::fmt;
@@ -325,7 +325,8 @@ impl Resolution {
         let mut w = ObjectWriter::new(out);
         w.bool("All", self.all);
         for (d, &enabled) in set.destinations().iter().zip(&self.enabled) {
-            w.bool(&d.key, enabled);
+            w.key_literal(&d.key_literal)
+                .extend_from_slice(bool_text(enabled));
         }
         w.bool(SEGMENT_IO, self.collection);
         w.finish();

@@ -3,6 +3,7 @@
 
 use crate::categories::groups_for_category;
 use crate::config::Config;
+use crate::json;
 use crate::time::{format_rfc3339, parse_rfc3339};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -182,6 +183,9 @@ pub enum MappingRule {
 pub struct MappedDestination {
     /// The `integrations` key: creationName.
     pub key: String,
+    /// `key` as a JSON string literal, quotes included: escaped once here,
+    /// copied into every event stamped with it.
+    pub key_literal: String,
     pub name: String,
     pub category: String,
     pub groups: Vec<String>,
@@ -227,8 +231,11 @@ impl DestinationSet {
             }
             let at = set.destinations.len();
             set.index.insert(d.creation_name.clone(), at);
+            let mut key_literal = Vec::with_capacity(d.creation_name.len() + 2);
+            json::write_str(&mut key_literal, &d.creation_name);
             set.destinations.push(MappedDestination {
                 key: d.creation_name.clone(),
+                key_literal: String::from_utf8(key_literal).expect("JSON text is UTF-8"),
                 name: d.name.clone(),
                 category: d.category.clone(),
                 groups,

@@ -479,7 +479,8 @@ impl<'a> Enforcer<'a> {
                 .zip(&present)
                 .filter(|(_, p)| !**p)
             {
-                w.bool(&d.key, enabled);
+                w.key_literal(&d.key_literal)
+                    .extend_from_slice(bool_text(enabled));
             }
             if !has_segment {
                 w.bool(SEGMENT_IO, r.collection);

@@ -579,8 +579,13 @@ impl<'o> ObjectWriter<'o> {
 
     /// Starts a field named as `entry` is, its key copied as written.
     pub fn key_of(&mut self, entry: &Entry<'_>) -> &mut Vec<u8> {
+        self.key_literal(entry.literal)
+    }
+
+    /// Starts a field whose key is already a JSON string literal.
+    pub fn key_literal(&mut self, literal: &str) -> &mut Vec<u8> {
         self.separate();
-        self.out.extend_from_slice(entry.literal.as_bytes());
+        self.out.extend_from_slice(literal.as_bytes());
         self.out.push(b':');
         self.out
     }
