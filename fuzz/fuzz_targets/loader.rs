@@ -1,8 +1,8 @@
 //! Whatever the write key, cookie and destination names, the loader's data
 //! block is JSON that cannot end the `<script>` or a JS string it sits in.
 //!
-//! Input: NUL-separated fields: the write key, the `Cookie` header, then
-//! destination names.
+//! Input: a byte choosing MODE and `page`, then NUL-separated fields: the
+//! write key, the `Cookie` header, then destination names.
 #![no_main]
 
 mod common;
@@ -21,6 +21,10 @@ const TEMPLATE: &str = include_str!("../../static/loader.js");
 const MARKER: &str = "/*EDGE*/ null";
 
 fuzz_target!(|data: &[u8]| {
+    let Some((&choice, data)) = data.split_first() else {
+        return;
+    };
+    let mode = [Mode::Both, Mode::Integrations, Mode::Context][usize::from(choice % 3)];
     let mut fields = data.split(|&b| b == 0);
     let write_key = String::from_utf8_lossy(fields.next().unwrap_or_default());
     let cookie = fields.next().unwrap_or_default();
@@ -46,15 +50,17 @@ fuzz_target!(|data: &[u8]| {
         RequestSignals::default(),
     );
     let resolution = Resolution::of_state(config, &set, &state);
+    let origin = Origin {
+        scheme: "https",
+        host: "shop.example",
+        prefix: "/edge",
+    };
+    let page = choice & 0x80 != 0;
     let js = render(&LoaderInput {
         write_key: &write_key,
-        origin: Origin {
-            scheme: "https",
-            host: "shop.example",
-            prefix: "/edge",
-        },
-        mode: Mode::Both,
-        page: true,
+        origin,
+        mode,
+        page,
         set: &set,
         resolution: &resolution,
     });
@@ -71,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let value: Value = serde_json::from_str(block).expect("the data block is JSON");
     assert_eq!(value["writeKey"], *write_key);
+    assert_eq!(value["page"], page);
     let integrations = &value["consent"]["integrations"];
     for name in &names {
         assert!(integrations.get(name).is_some(), "{name:?} is not listed");
