@@ -114,6 +114,9 @@ export function createFakeSegment(options = {}) {
     cdnDelayMs: 0,
     /** Milliseconds between the first byte of a body and the rest. */
     slowBodyMs: 0,
+    /** Projects API / settings calls being answered now, and the most at once. */
+    cdnInFlight: 0,
+    cdnMaxInFlight: 0,
   };
 
   function settingsFor(writeKey) {
@@ -153,7 +156,12 @@ export function createFakeSegment(options = {}) {
     if (request.method !== "GET") return new Response("method not allowed", { status: 405 });
 
     if ((m = path.match(/^\/v1\/projects\/([^/]+)\/(integrations|settings)$/))) {
-      if (state.cdnDelayMs) await new Promise((r) => setTimeout(r, state.cdnDelayMs));
+      state.cdnMaxInFlight = Math.max(state.cdnMaxInFlight, ++state.cdnInFlight);
+      try {
+        if (state.cdnDelayMs) await new Promise((r) => setTimeout(r, state.cdnDelayMs));
+      } finally {
+        state.cdnInFlight--;
+      }
       const at = state.cdnFailures.findIndex((f) => !f?.document || f.document === m[2]);
       const forced = at < 0 ? undefined : state.cdnFailures.splice(at, 1)[0];
       if (forced === "reset" || forced?.status === "reset") return RESET;
@@ -200,6 +208,7 @@ export function createFakeSegment(options = {}) {
       state.apiDelayMs = 0;
       state.cdnDelayMs = 0;
       state.slowBodyMs = 0;
+      state.cdnMaxInFlight = 0;
     },
   };
 }

@@ -533,9 +533,9 @@ describe("destination list in KV", () => {
       const ms = performance.now() - started;
       const kv = await many.kv();
       for (const wk of keys) assert.equal((await kv.get(`v1:destinations:${wk}`, "json")).destinations.length, 8, wk);
-      // 20 upstream calls of 50 ms each: concurrent, not one after the other.
-      assert.ok(ms < 20 * 50, `refresh took ${ms.toFixed(0)} ms`);
-      console.log(`refresh of ${keys.length} write keys (50 ms upstream): ${ms.toFixed(0)} ms`);
+      // 20 upstream calls of 50 ms each: every key's at once, not one after the other.
+      assert.ok(many.segment.state.cdnMaxInFlight >= keys.length, `at most ${many.segment.state.cdnMaxInFlight} calls at once`);
+      console.log(`refresh of ${keys.length} write keys (50 ms upstream): ${ms.toFixed(0)} ms, ${many.segment.state.cdnMaxInFlight} calls at once`);
     } finally {
       await many.dispose();
     }
