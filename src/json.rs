@@ -65,16 +65,19 @@ pub struct RawObject<'a> {
 /// One `"key": value` of an object.
 #[derive(Debug)]
 pub struct Entry<'a> {
-    key: Cow<'a, str>,
     /// The key as written, quotes included: valid JSON to copy out as is.
     literal: &'a str,
+    /// The key, when escapes in `literal` made it differ from the text
+    /// between the quotes.
+    unescaped: Option<Box<str>>,
     value: &'a str,
-    nested: Nested<'a>,
+    /// Boxed: few values are read nested, and a small entry keeps the
+    /// hundred-key `integrations` objects compact.
+    nested: Option<Box<Nested<'a>>>,
 }
 
 #[derive(Debug)]
 enum Nested<'a> {
-    None,
     Object(RawObject<'a>),
     Array(Vec<Element<'a>>),
 }
@@ -90,7 +93,10 @@ pub struct Element<'a> {
 
 impl<'a> Entry<'a> {
     pub fn key(&self) -> &str {
-        &self.key
+        match &self.unescaped {
+            Some(key) => key,
+            None => &self.literal[1..self.literal.len() - 1],
+        }
     }
 
     /// The value's text.
@@ -134,17 +140,17 @@ impl<'a> RawObject<'a> {
 
     /// The value at `key`, when it was read as an object.
     pub fn object(&self, key: &str) -> Option<&RawObject<'a>> {
-        match &self.entry(key)?.nested {
+        match self.entry(key)?.nested.as_deref()? {
             Nested::Object(object) => Some(object),
-            _ => None,
+            Nested::Array(_) => None,
         }
     }
 
     /// The elements at `key`, when it was read as an array.
     pub fn array(&self, key: &str) -> Option<&[Element<'a>]> {
-        match &self.entry(key)?.nested {
+        match self.entry(key)?.nested.as_deref()? {
             Nested::Array(elements) => Some(elements),
-            _ => None,
+            Nested::Object(_) => None,
         }
     }
 
@@ -161,14 +167,14 @@ impl<'a> RawObject<'a> {
     }
 
     fn entry(&self, key: &str) -> Option<&Entry<'a>> {
-        self.entries.iter().find(|e| e.key == key)
+        self.entries.iter().find(|e| e.key() == key)
     }
 
     fn dedupe(&mut self) {
         let n = self.entries.len();
         // Small objects (the usual event) are checked pairwise, without hashing.
         let entries = &self.entries;
-        if n <= 16 && !(1..n).any(|i| entries[..i].iter().any(|e| e.key == entries[i].key)) {
+        if n <= 16 && !(1..n).any(|i| entries[..i].iter().any(|e| e.key() == entries[i].key())) {
             return;
         }
         let moves = {
@@ -176,10 +182,10 @@ impl<'a> RawObject<'a> {
                 FxHashMap::with_capacity_and_hasher(n, Default::default());
             let mut moves = Vec::new();
             for (i, e) in self.entries.iter().enumerate() {
-                match first.get(e.key.as_ref()) {
+                match first.get(e.key()) {
                     Some(&at) => moves.push((at, i)),
                     None => {
-                        first.insert(e.key.as_ref(), i);
+                        first.insert(e.key(), i);
                     }
                 }
             }
@@ -191,7 +197,7 @@ impl<'a> RawObject<'a> {
         let mut keep = vec![true; n];
         for &(at, from) in &moves {
             keep[from] = false;
-            let later = std::mem::replace(&mut self.entries[from].nested, Nested::None);
+            let later = self.entries[from].nested.take();
             self.entries[at].value = self.entries[from].value;
             self.entries[at].nested = later;
         }
@@ -356,6 +362,18 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// A string, number, `true`, `false` or `null` at `pos`.
+    fn scalar(&mut self) -> Result<(), ParseError> {
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b't') => self.literal(b"true", "a value"),
+            Some(b'f') => self.literal(b"false", "a value"),
+            Some(b'n') => self.literal(b"null", "a value"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(self.error("a value")),
+        }
+    }
+
     /// A key and its colon, at a quote.
     fn key(&mut self) -> Result<(usize, usize, bool), ParseError> {
         if self.peek() != Some(b'"') {
@@ -371,6 +389,11 @@ impl<'a> Scanner<'a> {
     /// Skips one value of any kind, validating it. Iterative, so hostile
     /// nesting costs no stack; `depth` is how deep the value already sits.
     fn skip_value(&mut self, depth: usize) -> Result<(), ParseError> {
+        self.ws();
+        // Most values are scalars: no stack of open containers for them.
+        if !matches!(self.peek(), Some(b'{' | b'[')) {
+            return self.scalar();
+        }
         let mut open = [0u8; MAX_DEPTH];
         let mut len = 0;
         loop {
@@ -394,14 +417,7 @@ impl<'a> Scanner<'a> {
                         continue;
                     }
                 }
-                Some(b'"') => {
-                    self.string()?;
-                }
-                Some(b't') => self.literal(b"true", "a value")?,
-                Some(b'f') => self.literal(b"false", "a value")?,
-                Some(b'n') => self.literal(b"null", "a value")?,
-                Some(b'-' | b'0'..=b'9') => self.number()?,
-                _ => return Err(self.error("a value")),
+                _ => self.scalar()?,
             }
             // A value is complete: close what it completes, or move to the next one.
             loop {
@@ -440,17 +456,17 @@ impl<'a> Scanner<'a> {
     }
 
     /// A value with a shape, at `pos`.
-    fn shaped(&mut self, shape: Shape, depth: usize) -> Result<Nested<'a>, ParseError> {
+    fn shaped(&mut self, shape: Shape, depth: usize) -> Result<Option<Nested<'a>>, ParseError> {
         match (shape, self.peek()) {
             (Shape::Object(fields), Some(b'{')) => {
-                Ok(Nested::Object(self.object(fields, depth + 1)?))
+                Ok(Some(Nested::Object(self.object(fields, depth + 1)?)))
             }
             (Shape::Array(element), Some(b'[')) => {
-                Ok(Nested::Array(self.array(*element, depth + 1)?))
+                Ok(Some(Nested::Array(self.array(*element, depth + 1)?)))
             }
             _ => {
                 self.skip_value(depth)?;
-                Ok(Nested::None)
+                Ok(None)
             }
         }
     }
@@ -476,25 +492,28 @@ impl<'a> Scanner<'a> {
         loop {
             let (start, end, escaped) = self.key()?;
             let literal = &self.text[start..end];
-            let key = if escaped {
-                Cow::Owned(serde_json::from_str::<String>(literal).map_err(|_| {
-                    ParseError::Syntax {
+            let unescaped = if escaped {
+                let key =
+                    serde_json::from_str::<String>(literal).map_err(|_| ParseError::Syntax {
                         at: start,
                         expected: "a valid key",
-                    }
-                })?)
+                    })?;
+                Some(key.into_boxed_str())
             } else {
-                Cow::Borrowed(&self.text[start + 1..end - 1])
+                None
             };
+            let key = unescaped
+                .as_deref()
+                .unwrap_or(&self.text[start + 1..end - 1]);
             let shape = fields
                 .iter()
                 .find(|(name, _)| *name == key)
                 .map_or(Shape::Raw, |&(_, shape)| shape);
             let value_start = self.pos;
-            let nested = self.shaped(shape, depth)?;
+            let nested = self.shaped(shape, depth)?.map(Box::new);
             object.entries.push(Entry {
-                key,
                 literal,
+                unescaped,
                 value: &self.text[value_start..self.pos],
                 nested,
             });
@@ -530,7 +549,7 @@ impl<'a> Scanner<'a> {
             self.ws();
             let start = self.pos;
             let object = match self.shaped(element, depth)? {
-                Nested::Object(object) => Some(object),
+                Some(Nested::Object(object)) => Some(object),
                 _ => None,
             };
             elements.push(Element {
