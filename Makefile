@@ -42,9 +42,12 @@ deploy-check: build
 setup-bench:
 	bash scripts/setup.sh bench
 
-# Native benches of the pure core, then the built Worker vs pass-through JS Workers.
+# The pure core natively and as wasm in V8, then the built Worker vs
+# pass-through JS Workers.
 bench: setup-bench build
 	cargo bench --bench core
+	cargo build --release --target wasm32-unknown-unknown --manifest-path bench/wasm-core/Cargo.toml
+	node bench/wasm-core/run.mjs
 	node bench/run.mjs
 
 fuzz:

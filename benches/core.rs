@@ -3,19 +3,16 @@
 //! list, an analytics.js track event as the loader stamps it. Plain timing
 //! loops, median of several rounds; `cargo bench` runs them.
 
-use consent_edge::config::Config;
+#[path = "../bench/fixtures.rs"]
+mod fixtures;
+
 use consent_edge::consent::Resolution;
-use consent_edge::destinations::{DestinationList, DestinationSet};
-use consent_edge::events::{self, Endpoint, Enforcer};
-use consent_edge::handlers::{self, Visitor};
+use consent_edge::events::Endpoint;
+use consent_edge::handlers;
 use consent_edge::http::UrlParts;
+use fixtures::{batch, Site, TRACK};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-
-const COOKIE: &str = include_str!("../bench/fixtures/cookie.txt");
-const DESTINATIONS: &str = include_str!("../bench/fixtures/destinations.json");
-const TRACK: &str = include_str!("../bench/fixtures/track.json");
-const AUTH: &str = "Basic d2tfYmVuY2g6"; // wk_bench:
 
 /// Median time per call of `f` over `rounds` rounds of `iterations` calls.
 fn time(iterations: u32, rounds: usize, mut f: impl FnMut()) -> Duration {
@@ -33,53 +30,34 @@ fn time(iterations: u32, rounds: usize, mut f: impl FnMut()) -> Duration {
 }
 
 fn main() {
-    let config = Config::from_vars(|key| (key == "WRITE_KEYS").then(|| "wk_bench".to_owned()));
-    let list = DestinationList::from_json(DESTINATIONS).expect("fixture list");
-    let set = DestinationSet::new(&list.destinations, &config);
-    let visitor = Visitor {
-        cookie: COOKIE.as_bytes(),
-        sec_gpc: false,
-        country: Some("DE"),
-    };
+    let site = Site::new();
+    let (config, set) = (&site.config, &site.set);
     let url = UrlParts::parse("https://shop.example/edge/loader.js").unwrap();
 
     let resolve = time(20_000, 9, || {
-        black_box(handlers::resolve(&config, black_box(visitor)));
+        black_box(handlers::resolve(config, black_box(Site::visitor())));
     });
-    let state = handlers::resolve(&config, visitor);
+    let state = site.resolve();
 
     let loader = time(5_000, 9, || {
-        let resolution = Resolution::of_state(&config, &set, &state);
-        black_box(handlers::loader(
-            &config,
-            &url,
-            "wk_bench",
-            &set,
-            &resolution,
-        ));
+        let resolution = Resolution::of_state(config, set, &state);
+        black_box(handlers::loader(config, &url, "wk_bench", set, &resolution));
     });
     let loader_bytes = handlers::loader(
-        &config,
+        config,
         &url,
         "wk_bench",
-        &set,
-        &Resolution::of_state(&config, &set, &state),
+        set,
+        &Resolution::of_state(config, set, &state),
     )
     .bytes()
     .len();
 
     let rewrite = |endpoint: Endpoint, body: &[u8]| {
-        let parsed = events::parse(&config, endpoint, body, Some(AUTH)).expect("valid request");
-        black_box(Enforcer::new(&config, &set, &state, Some("203.0.113.7")).enforce(parsed));
+        black_box(site.rewrite(&state, endpoint, body));
     };
     let single = time(5_000, 9, || rewrite(Endpoint::Event, TRACK.as_bytes()));
 
-    let batch = |events: &[&str]| {
-        format!(
-            r#"{{"batch":[{}],"writeKey":"wk_bench","sentAt":"2026-11-25T10:00:00.120Z"}}"#,
-            events.join(",")
-        )
-    };
     // 100 events as the loader stamps them (every destination in `integrations`).
     let stamped = batch(&[TRACK; 100]);
     let stamped_time = time(50, 9, || rewrite(Endpoint::Batch, stamped.as_bytes()));
