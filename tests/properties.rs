@@ -449,6 +449,18 @@ impl Proxy {
     }
 }
 
+/// Each MODE's proxy under `setup`, with what it makes of `event` (`None`: dropped).
+fn in_every_mode<'a>(
+    setup: &'a Setup,
+    event: &'a Event,
+) -> impl Iterator<Item = (&'static str, Proxy, Option<Vec<u8>>)> + 'a {
+    MODES.into_iter().map(move |mode| {
+        let proxy = Proxy::new(setup, mode);
+        let out = proxy.enforce(Endpoint::Event, event.body().as_bytes()).body;
+        (mode, proxy, out)
+    })
+}
+
 fn parse(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).expect("the rewrite is JSON")
 }
@@ -481,9 +493,7 @@ proptest! {
         };
         let collection = !event.refuses_collection()
             && setup.collection_group.is_none_or(granted);
-        for mode in MODES {
-            let proxy = Proxy::new(&setup, mode);
-            let out = proxy.enforce(Endpoint::Event, event.body().as_bytes()).body;
+        for (mode, _, out) in in_every_mode(&setup, &event) {
             prop_assert_eq!(out.is_some(), collection, "{} forwarded?", mode);
             let Some(out) = out else { continue };
             let out = parse(&out);
@@ -525,11 +535,8 @@ proptest! {
 
     #[test]
     fn rewriting_is_idempotent(setup in setup(), event in event()) {
-        for mode in MODES {
-            let proxy = Proxy::new(&setup, mode);
-            let Some(once) = proxy.enforce(Endpoint::Event, event.body().as_bytes()).body else {
-                continue;
-            };
+        for (mode, proxy, once) in in_every_mode(&setup, &event) {
+            let Some(once) = once else { continue };
             let twice = proxy.enforce(Endpoint::Event, &once).body;
             prop_assert_eq!(
                 twice.as_deref().map(String::from_utf8_lossy),
@@ -541,11 +548,8 @@ proptest! {
 
     #[test]
     fn fields_the_rewrite_does_not_own_go_out_byte_for_byte(setup in setup(), event in event()) {
-        for mode in MODES {
-            let proxy = Proxy::new(&setup, mode);
-            let Some(out) = proxy.enforce(Endpoint::Event, event.body().as_bytes()).body else {
-                continue;
-            };
+        for (mode, _, out) in in_every_mode(&setup, &event) {
+            let Some(out) = out else { continue };
             let out = raw_fields(std::str::from_utf8(&out).unwrap());
             for (key, value) in &event.fields {
                 if key != "integrations" && key != "context" {
