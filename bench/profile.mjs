@@ -6,12 +6,12 @@
 // For function names instead of wasm-function[N], build with symbols first:
 //   CARGO_PROFILE_RELEASE_STRIP=false bash scripts/build.sh
 import { Miniflare } from "miniflare";
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
 import { edgeWorker, root } from "../dev/stack.mjs";
+import { luaScript, run } from "./wrk.mjs";
 
 const scenario = process.argv[2] ?? "track";
 const SECONDS = Number(process.argv[3] ?? 5);
@@ -59,14 +59,7 @@ function summarize(profile, rows = 25) {
   return `${profile.samples.length} samples\n\nself\n${table(self)}\n\ninclusive\n${table(inclusive)}`;
 }
 
-function wrk(script, url, seconds) {
-  return new Promise((resolve, reject) => {
-    const child = spawn("wrk", ["-t1", "-c4", `-d${seconds}s`, "-s", script, url], { stdio: ["ignore", "pipe", "inherit"] });
-    let out = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`wrk exited ${code}`))));
-  });
-}
+const wrk = (script, url, seconds) => run("wrk", ["-t1", "-c4", `-d${seconds}s`, "-s", script, url]);
 
 try {
   const url = (await mf.ready).href.replace(/\/$/, "");
@@ -91,11 +84,8 @@ try {
     });
 
   const script = join(mkdtempSync(join(tmpdir(), "consent-edge-profile-")), "post.lua");
-  const headers = { Host: "edge.bench", cookie: fixture("cookie.txt"), "content-type": "text/plain", authorization: "Basic " + Buffer.from("wk_bench:").toString("base64") };
-  writeFileSync(
-    script,
-    ['wrk.method = "POST"', ...Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`), `wrk.body = ${JSON.stringify(body)}`].join("\n") + "\n",
-  );
+  const headers = { cookie: fixture("cookie.txt"), "content-type": "text/plain", authorization: "Basic " + Buffer.from("wk_bench:").toString("base64") };
+  writeFileSync(script, luaScript({ method: "POST", body, headers }, "edge.bench"));
   await wrk(script, url + path, 2); // warm up, let V8 tier up
   await call("Profiler.enable");
   await call("Profiler.setSamplingInterval", { interval: 50 });

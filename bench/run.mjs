@@ -6,13 +6,13 @@
 //
 //   node bench/run.mjs [--seconds 8] [--connections 8] [--rounds 3] [--only loader,track,batch100]
 import { Miniflare } from "miniflare";
-import { spawn } from "node:child_process";
 import http from "node:http";
 import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { edgeWorker, root } from "../dev/stack.mjs";
+import { luaScript, run } from "./wrk.mjs";
 
 const args = Object.fromEntries(process.argv.slice(2).join(" ").split("--").filter(Boolean).map((a) => a.trim().split(/\s+/)));
 const SECONDS = Number(args.seconds ?? 8);
@@ -39,30 +39,6 @@ const SCENARIOS = [
   { name: "track", method: "POST", path: "/edge/api/v1/t", body: TRACK, headers: { cookie: COOKIE, "content-type": "text/plain", authorization: AUTH } },
   { name: "batch100", method: "POST", path: "/edge/api/v1/b", body: BATCH, headers: { cookie: COOKIE, "content-type": "text/plain", authorization: AUTH } },
 ];
-
-function luaScript({ method, body, headers }, host) {
-  const lines = [`wrk.method = "${method}"`, `wrk.headers["Host"] = "${host}"`];
-  for (const [k, v] of Object.entries(headers)) lines.push(`wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`);
-  if (body) lines.push(`wrk.body = ${luaString(body)}`);
-  return lines.join("\n") + "\n";
-}
-
-function luaString(s) {
-  let level = 1;
-  while (s.includes("]" + "=".repeat(level) + "]")) level++;
-  const eq = "=".repeat(level);
-  return `[${eq}[${s}]${eq}]`;
-}
-
-function run(cmd, argv) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (out += d));
-    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} exited ${code}: ${out}`))));
-  });
-}
 
 function ms(text) {
   const m = text.match(/([\d.]+)(us|ms|s)/);

@@ -1,0 +1,28 @@
+// What the benchmarks share to drive wrk: a request as a wrk Lua script, and
+// running a command to completion.
+import { spawn } from "node:child_process";
+
+/** A wrk script sending one request shape, to the Worker that answers `host`. */
+export function luaScript({ method, body, headers }, host) {
+  const lines = [`wrk.method = "${method}"`, `wrk.headers["Host"] = "${host}"`];
+  for (const [k, v] of Object.entries(headers)) lines.push(`wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`);
+  if (body) lines.push(`wrk.body = ${luaString(body)}`);
+  return lines.join("\n") + "\n";
+}
+
+function luaString(s) {
+  let level = 1;
+  while (s.includes("]" + "=".repeat(level) + "]")) level++;
+  const eq = "=".repeat(level);
+  return `[${eq}[${s}]${eq}]`;
+}
+
+export function run(cmd, argv) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} exited ${code}: ${out}`))));
+  });
+}
