@@ -36,11 +36,11 @@ function pages() {
 
 /** Miniflare options for the built Worker alone. */
 export function edgeWorker({ vars = {}, outbound, name = "edge" } = {}) {
-  if (!existsSync(join(buildDir, "index.js"))) throw new Error("build/index.js is missing: run `make build` first");
+  if (!existsSync(join(buildDir, "entry.js"))) throw new Error("build/entry.js is missing: run `make build` first");
   return {
     name,
     modules: true,
-    scriptPath: join(buildDir, "index.js"),
+    scriptPath: join(buildDir, "entry.js"),
     modulesRoot: buildDir,
     modulesRules: [
       { type: "ESModule", include: ["**/*.js"] },

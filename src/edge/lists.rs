@@ -49,22 +49,30 @@ thread_local! {
     static FETCHING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
 }
 
-/// The list for `write_key`: from this isolate, else KV, else the failsafe
-/// while one background fetch fills KV.
-pub async fn get(config: &Rc<Config>, env: &Env, ctx: &Context, write_key: &str) -> Loaded {
-    let now = now_ms();
-    let cached = ENTRIES.with(|e| {
+/// The list for `write_key` if this isolate has a fresh one: no KV, no await.
+pub fn cached(write_key: &str) -> Option<Loaded> {
+    let (loaded, checked_ms) = entry(write_key)?;
+    (now_ms().saturating_sub(checked_ms) < FRESH_MS).then_some(loaded)
+}
+
+fn entry(write_key: &str) -> Option<(Loaded, u64)> {
+    ENTRIES.with(|e| {
         e.borrow()
             .get(write_key)
             .map(|entry| (entry.loaded.clone(), entry.checked_ms))
-    });
-    if let Some((loaded, checked)) = &cached {
-        if now.saturating_sub(*checked) < FRESH_MS {
-            return loaded.clone();
-        }
+    })
+}
+
+/// The list for `write_key`: from this isolate, else KV, else the failsafe
+/// while one background fetch fills KV.
+pub async fn get(config: &Rc<Config>, env: &Env, ctx: &Context, write_key: &str) -> Loaded {
+    if let Some(loaded) = cached(write_key) {
+        return loaded;
     }
+    let now = now_ms();
+    let cached = entry(write_key);
     let Ok(store) = KvStore::open(env) else {
-        return cached.map_or_else(Loaded::failsafe, |(loaded, _)| loaded);
+        return keep(write_key, cached, now);
     };
     match store.read(&destinations::kv_key(write_key)).await {
         Ok(Some(raw)) => match DestinationList::from_json(&raw) {

@@ -5,13 +5,13 @@
 //! Worker must read them.
 
 mod lists;
+mod track;
 mod upstream;
 
 use crate::config::{Config, ConsentModel};
 use crate::consent::{ConsentState, Resolution};
 use crate::cors::{self, OriginCheck};
-use crate::events::{self, Enforcer};
-use crate::handlers::{self, KeyHealth, KeyedRoute, LoaderKey, TrackHeaders, Visitor};
+use crate::handlers::{self, KeyHealth, KeyedRoute, LoaderKey, Visitor};
 use crate::http::{Body, FetchFailure, Fetched, Reply, UrlParts};
 use crate::json::ObjectWriter;
 use crate::memo::Memo;
@@ -184,13 +184,17 @@ async fn handle(
                 }
             },
         },
-        Route::Api { endpoint, segment } => {
+        // Tracking posts arrive through `track::track_post`; this answers the rest.
+        Route::Api { .. } => {
             let check = cors::check_origin(config, header(req, "origin").as_deref(), &url.origin());
             if matches!(check, OriginCheck::Forbidden) || method == Method::Options {
-                return (cors::preflight(&check), None);
+                (cors::preflight(&check), None)
+            } else {
+                (
+                    Reply::error(500, "tracking posts are answered by the entry module"),
+                    None,
+                )
             }
-            let (reply, upstream) = track(config, req, env, ctx, endpoint, segment).await;
-            (cors::with_cors(reply, &check), upstream)
         }
     }
 }
@@ -213,7 +217,18 @@ fn loader(
 }
 
 fn resolve(config: &Config, req: &web_sys::Request) -> ConsentState {
-    let cookie = header(req, "cookie").unwrap_or_default();
+    let cookie = header(req, "cookie");
+    let sec_gpc = header(req, "sec-gpc");
+    resolve_with(config, req, cookie.as_deref(), sec_gpc.as_deref())
+}
+
+/// The visitor's consent from header values already read.
+fn resolve_with(
+    config: &Config,
+    req: &web_sys::Request,
+    cookie: Option<&str>,
+    sec_gpc: Option<&str>,
+) -> ConsentState {
     // `request.cf` is rebuilt on every read; only the geo model needs it.
     let country = (config.consent_model == ConsentModel::Geo)
         .then(|| Reflect::get(req, &JsValue::from_str("cf")).ok())
@@ -222,71 +237,11 @@ fn resolve(config: &Config, req: &web_sys::Request) -> ConsentState {
         .and_then(|cf| Reflect::get(&cf, &JsValue::from_str("country")).ok())
         .and_then(|c| c.as_string());
     let visitor = Visitor {
-        cookie: cookie.as_bytes(),
-        sec_gpc: handlers::is_gpc(header(req, "sec-gpc").as_deref()),
+        cookie: cookie.unwrap_or_default().as_bytes(),
+        sec_gpc: handlers::is_gpc(sec_gpc),
         country: country.as_deref(),
     };
     handlers::resolve(config, visitor)
-}
-
-async fn track(
-    config: &Rc<Config>,
-    req: &web_sys::Request,
-    env: &Env,
-    ctx: &Context,
-    endpoint: events::Endpoint,
-    segment: &str,
-) -> (Reply, Option<Passed>) {
-    let Ok(body) = read_request_body(req).await else {
-        return (Reply::error(400, "could not read the request body"), None);
-    };
-    let authorization = header(req, "authorization");
-    let parsed = match events::parse(config, endpoint, &body, authorization.as_deref()) {
-        Ok(parsed) => parsed,
-        Err(refusal) => return (Reply::error(refusal.status(), &refusal.to_string()), None),
-    };
-    let list = match parsed.write_key() {
-        Some(wk) => lists::get(config, env, ctx, wk).await,
-        None => lists::Loaded::failsafe(),
-    };
-    let state = resolve(config, req);
-    let client_ip = header(req, "cf-connecting-ip");
-    let enforced = Enforcer::new(config, &list.set, &state, client_ip.as_deref()).enforce(parsed);
-    let counts = enforced.counts;
-    let (content_type, retry_count, user_agent) = (
-        header(req, "content-type"),
-        header(req, "x-retry-count"),
-        header(req, "user-agent"),
-    );
-    let headers = TrackHeaders {
-        content_type: content_type.as_deref(),
-        authorization: authorization.as_deref(),
-        retry_count: retry_count.as_deref(),
-        user_agent: user_agent.as_deref(),
-    };
-    match handlers::track_forward(config, endpoint, segment, enforced, headers) {
-        Err(reply) => (reply, None),
-        Ok(forward) => {
-            match upstream::send("POST", &forward.url, &forward.headers, Some(forward.body)).await {
-                Ok(answer) => (
-                    handlers::track_reply(counts, Ok(answer.head)),
-                    Some(Passed::Stream(answer.response)),
-                ),
-                Err(failure) => {
-                    worker::console_error!(
-                        "{}",
-                        log_line("upstream.error", segment, &failure.to_string())
-                    );
-                    (handlers::track_reply(counts, Err(failure)), None)
-                }
-            }
-        }
-    }
-}
-
-async fn read_request_body(req: &web_sys::Request) -> Result<Vec<u8>, JsValue> {
-    let buffer = JsFuture::from(req.array_buffer()?).await?;
-    Ok(Uint8Array::new(&buffer).to_vec())
 }
 
 /// CDN files come from the Cache API when Segment allows it; settings are

@@ -5,7 +5,7 @@
 use crate::handlers::UPSTREAM_TIMEOUT_MS;
 use crate::http::{FetchFailure, Fetched};
 use crate::refresh;
-use worker::js_sys::{self, ArrayBuffer, Uint8Array};
+use worker::js_sys::{self, ArrayBuffer, Promise, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{AbortSignal, Headers, RequestInit, Response, WorkerGlobalScope};
@@ -51,7 +51,7 @@ impl Answer {
 }
 
 /// Why a call failed: its deadline passed, or anything else went wrong.
-fn failure(deadline: &AbortSignal, error: JsValue) -> FetchFailure {
+pub fn failure(deadline: &AbortSignal, error: JsValue) -> FetchFailure {
     if deadline.aborted() {
         FetchFailure::Timeout
     } else {
@@ -66,22 +66,9 @@ pub async fn send(
     headers: &[(&'static str, String)],
     body: Option<Vec<u8>>,
 ) -> Result<Answer, FetchFailure> {
-    let deadline = AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_MS);
-    let init = RequestInit::new();
-    init.set_method(method);
-    let request_headers = Headers::new().map_err(|e| failure(&deadline, e))?;
-    for (name, value) in headers {
-        request_headers
-            .set(name, value)
-            .map_err(|e| failure(&deadline, e))?;
-    }
-    init.set_headers(&request_headers);
-    if let Some(body) = body {
-        init.set_body(&Uint8Array::from(body.as_slice()));
-    }
-    init.set_signal(Some(&deadline));
-    let global: WorkerGlobalScope = js_sys::global().unchecked_into();
-    let response: Response = JsFuture::from(global.fetch_with_str_and_init(url, &init))
+    let (sent, deadline) = start(method, url, headers, body)
+        .map_err(|e| FetchFailure::Unreachable(format!("{e:?}")))?;
+    let response: Response = JsFuture::from(sent)
         .await
         .map_err(|e| failure(&deadline, e))?
         .unchecked_into();
@@ -90,6 +77,29 @@ pub async fn send(
         response,
         deadline,
     })
+}
+
+/// Starts a `fetch` under its deadline: the runtime's promise of the answer.
+pub fn start(
+    method: &str,
+    url: &str,
+    headers: &[(&'static str, String)],
+    body: Option<Vec<u8>>,
+) -> Result<(Promise, AbortSignal), JsValue> {
+    let deadline = AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_MS);
+    let init = RequestInit::new();
+    init.set_method(method);
+    let request_headers = Headers::new()?;
+    for (name, value) in headers {
+        request_headers.set(name, value)?;
+    }
+    init.set_headers(&request_headers);
+    if let Some(body) = body {
+        init.set_body(&Uint8Array::from(body.as_slice()));
+    }
+    init.set_signal(Some(&deadline));
+    let global: WorkerGlobalScope = js_sys::global().unchecked_into();
+    Ok((global.fetch_with_str_and_init(url, &init), deadline))
 }
 
 /// Status and the headers that are passed on; the body is not read.

@@ -1,0 +1,156 @@
+//! Tracking posts, called from the JS entry (`src/entry.js`) rather than
+//! through the async `fetch` handler: the entry reads the headers and the body
+//! in JS, one synchronous call here decides the post and starts the upstream
+//! `fetch`, and a second call turns Segment's answer into the visitor's. Each
+//! post then crosses into wasm twice instead of through the future-to-promise
+//! bridge and a header read per value. Nothing here decides anything: the
+//! handlers do.
+
+use super::{config, into_response, lists, log_line, resolve_with, upstream, Passed};
+use crate::cors::{self, OriginCheck};
+use crate::events::{self, Counts, Enforcer};
+use crate::handlers::{self, TrackHeaders};
+use crate::http::{FetchFailure, Reply, UrlParts};
+use crate::routes::{self, Route};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
+use worker::js_sys::Promise;
+use worker::wasm_bindgen_futures::future_to_promise;
+use worker::web_sys::{AbortSignal, Request, Response};
+use worker::{worker_sys, Context, Env};
+
+/// A post on its way to Segment: what its answer to the visitor needs.
+#[wasm_bindgen]
+pub struct TrackPlan {
+    sent: Promise,
+    deadline: AbortSignal,
+    counts: Counts,
+    cors: OriginCheck,
+    segment: String,
+}
+
+#[wasm_bindgen]
+impl TrackPlan {
+    /// Segment's answer, as the runtime's `fetch` resolves it.
+    pub fn sent(&self) -> Promise {
+        self.sent.clone()
+    }
+}
+
+/// A POST, decided. Returns `undefined` when it is not a tracking post (the
+/// `fetch` handler answers it), a write key whose destination list this
+/// isolate must load first (`track_load_list`, then call again with
+/// `list_loaded`), a `Response` when nothing goes upstream, or a
+/// [`TrackPlan`] whose `fetch` is under way. `body` is `None` when it could
+/// not be read.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn track_post(
+    env: Env,
+    request: &Request,
+    origin: Option<String>,
+    cookie: Option<String>,
+    sec_gpc: Option<String>,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    retry_count: Option<String>,
+    user_agent: Option<String>,
+    client_ip: Option<String>,
+    body: Option<Vec<u8>>,
+    list_loaded: bool,
+) -> Result<JsValue, JsValue> {
+    let config = config(&env);
+    let url = request.url();
+    let Some(url) = UrlParts::parse(&url) else {
+        return Ok(JsValue::UNDEFINED);
+    };
+    let Some(Route::Api { endpoint, segment }) = routes::route(&config.path_prefix, url.path)
+    else {
+        return Ok(JsValue::UNDEFINED);
+    };
+    let cors = cors::check_origin(&config, origin.as_deref(), &url.origin());
+    if matches!(cors, OriginCheck::Forbidden) {
+        return answer(cors::preflight(&cors));
+    }
+    let Some(body) = body else {
+        let reply = Reply::error(400, "could not read the request body");
+        return answer(cors::with_cors(reply, &cors));
+    };
+    let parsed = match events::parse(&config, endpoint, &body, authorization.as_deref()) {
+        Ok(parsed) => parsed,
+        Err(refusal) => {
+            let reply = Reply::error(refusal.status(), &refusal.to_string());
+            return answer(cors::with_cors(reply, &cors));
+        }
+    };
+    let list = match parsed.write_key() {
+        Some(wk) => match lists::cached(wk) {
+            Some(list) => list,
+            // Loaded and still not fresh: not expected, but never ask twice.
+            None if list_loaded => lists::Loaded::failsafe(),
+            None => return Ok(JsValue::from_str(wk)),
+        },
+        None => lists::Loaded::failsafe(),
+    };
+    let state = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
+    let enforced = Enforcer::new(&config, &list.set, &state, client_ip.as_deref()).enforce(parsed);
+    let counts = enforced.counts;
+    let headers = TrackHeaders {
+        content_type: content_type.as_deref(),
+        authorization: authorization.as_deref(),
+        retry_count: retry_count.as_deref(),
+        user_agent: user_agent.as_deref(),
+    };
+    match handlers::track_forward(&config, endpoint, segment, enforced, headers) {
+        Err(reply) => answer(cors::with_cors(reply, &cors)),
+        Ok(forward) => {
+            let (sent, deadline) =
+                upstream::start("POST", &forward.url, &forward.headers, Some(forward.body))?;
+            Ok(TrackPlan {
+                sent,
+                deadline,
+                counts,
+                cors,
+                segment: segment.to_owned(),
+            }
+            .into())
+        }
+    }
+}
+
+/// Loads `write_key`'s destination list into this isolate (from KV, or the
+/// failsafe while a background fetch fills KV).
+#[wasm_bindgen]
+pub fn track_load_list(env: Env, ctx: worker_sys::Context, write_key: String) -> Promise {
+    future_to_promise(async move {
+        let config = config(&env);
+        lists::get(&config, &env, &Context::new(ctx), &write_key).await;
+        Ok(JsValue::UNDEFINED)
+    })
+}
+
+/// The visitor's answer once Segment has answered.
+#[wasm_bindgen]
+pub fn track_answer(plan: TrackPlan, upstream: Response) -> Result<Response, JsValue> {
+    let reply = handlers::track_reply(plan.counts, Ok(upstream::head(&upstream)));
+    into_response(
+        cors::with_cors(reply, &plan.cors),
+        Some(Passed::Stream(upstream)),
+    )
+}
+
+/// The visitor's answer when Segment could not be reached in time.
+#[wasm_bindgen]
+pub fn track_failed(plan: TrackPlan, error: JsValue) -> Result<Response, JsValue> {
+    let failure = upstream::failure(&plan.deadline, error);
+    worker::console_error!(
+        "{}",
+        log_line("upstream.error", &plan.segment, &failure.to_string())
+    );
+    let reply = handlers::track_reply(plan.counts, Err::<_, FetchFailure>(failure));
+    into_response(cors::with_cors(reply, &plan.cors), None)
+}
+
+fn answer(reply: Reply) -> Result<JsValue, JsValue> {
+    into_response(reply, None).map(JsValue::from)
+}

@@ -1,0 +1,45 @@
+// The Worker's entry module (wrangler's `main`, copied next to worker-build's
+// output by scripts/build.sh). It moves data and decides nothing.
+//
+// Tracking posts are the hot path: their headers are read here, in JS, and
+// the post crosses into wasm in one synchronous call (`track_post`), which
+// decides it and starts the upstream fetch; a second call (`track_answer`)
+// turns Segment's answer into the visitor's. Everything else, and any POST
+// that is not a tracking post, goes to the Rust `fetch` handler.
+//
+// Every call goes through an instance of worker-build's entrypoint class, so
+// its recovery from a wasm trap (a fresh instance on the next request) covers
+// these calls too.
+import Edge from "./index.js";
+
+/** The request headers a tracking post needs, in `track_post`'s order. */
+const TRACK_HEADERS = ["origin", "cookie", "sec-gpc", "authorization", "content-type", "x-retry-count", "user-agent", "cf-connecting-ip"];
+
+export default {
+  async fetch(request, env, ctx) {
+    const edge = new Edge(ctx, env);
+    if (request.method !== "POST") return edge.fetch(request);
+    const headers = TRACK_HEADERS.map((name) => request.headers.get(name) ?? undefined);
+    // `undefined` when the body cannot be read: `track_post` answers that.
+    const body = await request.arrayBuffer().then((b) => new Uint8Array(b), () => undefined);
+    let step = edge.track_post(env, request, ...headers, body, false);
+    if (typeof step === "string") {
+      // This isolate has no fresh destination list for the write key yet.
+      await edge.track_load_list(env, ctx, step);
+      step = edge.track_post(env, request, ...headers, body, true);
+    }
+    if (step === undefined) return edge.fetch(request);
+    if (step instanceof Response) return step;
+    let answer;
+    try {
+      answer = await step.sent();
+    } catch (error) {
+      return edge.track_failed(step, error);
+    }
+    return edge.track_answer(step, answer);
+  },
+
+  scheduled(event, env, ctx) {
+    return new Edge(ctx, env).scheduled(event);
+  },
+};
