@@ -1,5 +1,5 @@
 // The local stack shared by `make dev`, the Worker tests, the browser tests
-// and the benchmarks: the built Worker (build/index.js + wasm) in workerd via
+// and the benchmarks: the built Worker (build/entry.js, build/index.js + wasm) in workerd via
 // Miniflare, with a real KV namespace, behind a tiny "site" worker that serves
 // static/ pages on the same origin, and the fake Segment as the only upstream.
 

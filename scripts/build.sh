@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Worker: build/index.js + build/index_bg.wasm, as worker-build
-# emits them. worker-build would download wasm-bindgen, wasm-opt and esbuild;
+# emits them, and build/entry.js, the entry module in front of them. worker-build would download wasm-bindgen, wasm-opt and esbuild;
 # it is pointed at the pinned local ones instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."

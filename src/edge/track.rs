@@ -104,16 +104,23 @@ pub fn track_post(
     match handlers::track_forward(&config, endpoint, segment, enforced, headers) {
         Err(reply) => answer(cors::with_cors(reply, &cors)),
         Ok(forward) => {
-            let (sent, deadline) =
-                upstream::start("POST", &forward.url, &forward.headers, Some(forward.body))?;
-            Ok(TrackPlan {
-                sent,
-                deadline,
-                counts,
-                cors,
-                segment: segment.to_owned(),
+            match upstream::start("POST", &forward.url, &forward.headers, Some(forward.body)) {
+                Ok((sent, deadline)) => Ok(TrackPlan {
+                    sent,
+                    deadline,
+                    counts,
+                    cors,
+                    segment: segment.to_owned(),
+                }
+                .into()),
+                Err(e) => {
+                    let failure = FetchFailure::Unreachable(format!("{e:?}"));
+                    answer(cors::with_cors(
+                        handlers::track_reply(counts, Err(failure)),
+                        &cors,
+                    ))
+                }
             }
-            .into())
         }
     }
 }
@@ -147,7 +154,7 @@ pub fn track_failed(plan: TrackPlan, error: JsValue) -> Result<Response, JsValue
         "{}",
         log_line("upstream.error", &plan.segment, &failure.to_string())
     );
-    let reply = handlers::track_reply(plan.counts, Err::<_, FetchFailure>(failure));
+    let reply = handlers::track_reply(plan.counts, Err(failure));
     into_response(cors::with_cors(reply, &plan.cors), None)
 }
 

@@ -66,8 +66,7 @@ pub async fn send(
     headers: &[(&'static str, String)],
     body: Option<Vec<u8>>,
 ) -> Result<Answer, FetchFailure> {
-    let (sent, deadline) = start(method, url, headers, body)
-        .map_err(|e| FetchFailure::Unreachable(format!("{e:?}")))?;
+    let (sent, deadline) = start(method, url, headers, body)?;
     let response: Response = JsFuture::from(sent)
         .await
         .map_err(|e| failure(&deadline, e))?
@@ -85,13 +84,15 @@ pub fn start(
     url: &str,
     headers: &[(&'static str, String)],
     body: Option<Vec<u8>>,
-) -> Result<(Promise, AbortSignal), JsValue> {
+) -> Result<(Promise, AbortSignal), FetchFailure> {
     let deadline = AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_MS);
     let init = RequestInit::new();
     init.set_method(method);
-    let request_headers = Headers::new()?;
+    let request_headers = Headers::new().map_err(|e| failure(&deadline, e))?;
     for (name, value) in headers {
-        request_headers.set(name, value)?;
+        request_headers
+            .set(name, value)
+            .map_err(|e| failure(&deadline, e))?;
     }
     init.set_headers(&request_headers);
     if let Some(body) = body {
