@@ -485,6 +485,22 @@ describe("destination list in KV", () => {
     }
   });
 
+  test("an empty KV: the first tracking posts are forwarded under the failsafe and trigger exactly one fetch", async () => {
+    // Through the entry module's "load the list, then decide again" step.
+    const sent = await Promise.all(Array.from({ length: 10 }, () => post(stack, "/edge/api/v1/t", track(), { cookie: EVERYTHING })));
+    assert.deepEqual(sent.map((r) => r.status), Array(10).fill(200));
+    const events = stack.segment.events();
+    assert.equal(events.length, 10, "every post forwarded once");
+    const failsafe = events.filter((e) => e.integrations["Facebook Pixel"] === undefined);
+    assert.ok(failsafe.length >= 1, "the first post does not wait for the fetch");
+    for (const e of failsafe) assert.deepEqual(e.integrations, { All: false, "Segment.io": true });
+    const kv = await stack.kv();
+    await eventually(async () => kv.get(`v1:destinations:${WK}`));
+    assert.equal(integrationsCalls(), 1, "one inline fetch, no stampede");
+    await post(stack, "/edge/api/v1/t", track(), { cookie: EVERYTHING });
+    assert.equal(stack.segment.events().at(-1).integrations["Facebook Pixel"], true, "the fetched list applies");
+  });
+
   test("an empty KV: the first requests use the failsafe and trigger exactly one fetch", async () => {
     const responses = await Promise.all(Array.from({ length: 10 }, () => getJson(stack, "/edge/consent", { headers: { cookie: EVERYTHING } })));
     // Those answered before the background fetch lands use the failsafe (under
