@@ -1,8 +1,10 @@
 // The baseline the Worker is measured against: the same routes in plain
 // JavaScript, with no consent logic. The loader is the same script with a
-// fixed data block; events are streamed to Segment as they came. With
-// PARSE set, each body is also JSON.parse'd and stringified (the least a JS
-// Worker that edited events would do).
+// fixed data block; events are streamed to Segment as they came. With BODY
+// set to "read", each body is read whole first and sent on as it came (the
+// least a Worker that looks at events must do); with "json" it is also
+// JSON.parse'd and stringified (the least a JS Worker that edited events would
+// do).
 import template from "./loader-template.txt";
 
 const DATA = JSON.stringify({
@@ -27,7 +29,6 @@ export default {
       });
     }
     if (url.pathname.startsWith("/edge/api/v1/") && request.method === "POST") {
-      const body = env.PARSE ? JSON.stringify(JSON.parse(await request.text())) : request.body;
       const upstream = await fetch("https://api.segment.io/v1/" + url.pathname.slice("/edge/api/v1/".length), {
         method: "POST",
         headers: {
@@ -35,10 +36,17 @@ export default {
           authorization: request.headers.get("authorization") ?? "",
           "user-agent": request.headers.get("user-agent") ?? "",
         },
-        body,
+        body: await outgoing(request, env.BODY),
       });
       return new Response(upstream.body, { status: upstream.status, headers: { "content-type": "application/json" } });
     }
     return new Response("not found", { status: 404 });
   },
 };
+
+/** The body as it is sent on: streamed, read whole, or parsed and re-stringified. */
+async function outgoing(request, mode) {
+  if (mode === "read") return request.arrayBuffer();
+  if (mode === "json") return JSON.stringify(JSON.parse(await request.text()));
+  return request.body;
+}

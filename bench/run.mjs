@@ -1,7 +1,8 @@
 // Worker-level benchmark: the built Worker against a plain JavaScript
-// pass-through Worker (same routes, no consent logic) and one that also
-// JSON.parse/stringify's each body, all in the same workerd, in front of the
-// same upstream Worker, under the same load generator (wrk), in one run.
+// pass-through Worker (same routes, no consent logic), one that reads each
+// body whole before sending it on and one that also JSON.parse/stringify's
+// it, all in the same workerd, in front of the same upstream Worker, under
+// the same load generator (wrk), in one run.
 // Loopback only; every run stops by itself.
 //
 //   node bench/run.mjs [--seconds 8] [--connections 8] [--rounds 3] [--only loader,track,batch100]
@@ -29,6 +30,7 @@ const AUTH = "Basic " + Buffer.from("wk_bench:").toString("base64");
 const WORKERS = {
   edge: "consent-edge (Rust/wasm)",
   js: "pass-through JS",
+  "js-read": "JS reading the body",
   "js-json": "JS + JSON.parse/stringify",
 };
 
@@ -82,14 +84,14 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function main() {
   const template = readFileSync(join(root, "static", "loader.js"), "utf8");
   const dir = mkdtempSync(join(tmpdir(), "consent-edge-bench-"));
-  const passthrough = (name, parse) => ({
+  const passthrough = (name, body) => ({
     name,
     modules: [
       { type: "ESModule", path: join(root, "bench", "passthrough.mjs"), contents: readFileSync(join(root, "bench", "passthrough.mjs"), "utf8") },
       { type: "Text", path: join(root, "bench", "loader-template.txt"), contents: template },
     ],
     compatibilityDate: "2026-04-01",
-    bindings: parse ? { PARSE: true } : {},
+    bindings: body ? { BODY: body } : {},
     routes: [`${name}.bench/*`],
     outboundService: "upstream",
   });
@@ -99,8 +101,9 @@ async function main() {
     cf: { country: "DE" },
     workers: [
       { ...edgeWorker({ vars: { WRITE_KEYS: "wk_bench" }, outbound: "upstream" }), routes: ["edge.bench/*"] },
-      passthrough("js", false),
-      passthrough("js-json", true),
+      passthrough("js"),
+      passthrough("js-read", "read"),
+      passthrough("js-json", "json"),
       { name: "upstream", modules: true, scriptPath: join(root, "bench", "upstream.mjs"), compatibilityDate: "2026-04-01" },
     ],
   });

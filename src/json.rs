@@ -231,6 +231,35 @@ pub fn string_value(raw: &str) -> Option<Cow<'_, str>> {
     }
 }
 
+/// Where the first byte that ends a plain run inside a string sits: a quote,
+/// a backslash or a control character. Eight bytes at a time: strings are
+/// most of an event's bytes.
+fn special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        // A lane's high bit is set where the byte is `"`, `\` or below 0x20;
+        // bytes of 0x80 and up (UTF-8) are masked out by `!word`.
+        let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
+        let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+        let control = word.wrapping_sub(ONES * 0x20);
+        let hits = (quote | backslash | control) & !word & HIGHS;
+        if hits != 0 {
+            // Borrows can only set lanes above a true hit, so the lowest is exact.
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|n| at + n)
+}
+
 struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -280,11 +309,7 @@ impl<'a> Scanner<'a> {
         self.pos += 1;
         let mut escaped = false;
         loop {
-            let rest = &self.bytes[self.pos..];
-            let Some(n) = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-            else {
+            let Some(n) = special(&self.bytes[self.pos..]) else {
                 self.pos = self.bytes.len();
                 return Err(self.error("the end of a string"));
             };
@@ -883,7 +908,7 @@ mod tests {
             "-?(0|[1-9][0-9]{0,3})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
             "-?0[0-9]",
             // (no surrogate escapes: see the module comment)
-            "\"([a-z]|\\\\[nrt\"\\\\/bf]|\\\\u00[0-9a-fA-F]{2}|\\\\u[0-9a-cA-C][0-9a-fA-F]{3}|\\\\x|\\x01|é){0,6}\"",
+            "\"([a-z]|\\\\[nrt\"\\\\/bf]|\\\\u00[0-9a-fA-F]{2}|\\\\u[0-9a-cA-C][0-9a-fA-F]{3}|\\\\x|\\x01|é){0,20}\"",
         ];
         leaf.prop_recursive(4, 32, 4, |inner| {
             prop_oneof![
@@ -902,6 +927,20 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn finds_the_first_special_byte_as_a_plain_search_does(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8..=0xff, Just(b'a')],
+                0..40,
+            ),
+            plain in 0usize..40,
+        ) {
+            // A run of plain bytes first, so hits land in every lane of a word.
+            let text: Vec<u8> = std::iter::repeat_n(b'x', plain).chain(bytes).collect();
+            let naive = text.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            prop_assert_eq!(special(&text), naive);
+        }
+
         #[test]
         fn validates_exactly_as_serde_json_does(text in jsonish()) {
             let ours = validate(&text).is_ok();
