@@ -390,7 +390,9 @@ impl<'a> Enforcer<'a> {
         let decided = if stamp.within(base) {
             base
         } else {
-            own = self.base(stamp.merged(&base.stamp));
+            // The envelope's groups first, as in `base`: rewritten again, an
+            // event then lists its groups in the same order either way.
+            own = self.base(base.stamp.merged(stamp));
             &own
         };
         if !decided.resolution.collection {
@@ -1257,6 +1259,34 @@ mod tests {
                 "{mode}"
             );
         }
+    }
+
+    #[test]
+    fn a_batch_rewritten_twice_is_unchanged() {
+        // The event's refusal of the strict group does not hold, so it is
+        // decided on its own the first time and with the envelope's decisions
+        // the second: both must list the stamped groups in the same order.
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let body = batch(
+            vec![event(
+                json!({"context": {"consent": {"onetrust": "C0001:0,C0009:1"}}}),
+            )],
+            json!({"context": {"consent": {"categoryPreferences": {"C0008": false, "C0009": false}}}}),
+        );
+        let rewrite = |body: &str| {
+            let out = f
+                .enforce(Endpoint::Batch, body, None)
+                .unwrap()
+                .body
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let first = rewrite(&body);
+        assert!(
+            first.contains(r#""onetrust":"C0001:1,C0002:1,C0004:0,C0008:0,C0009:0""#),
+            "{first}"
+        );
+        assert_eq!(rewrite(&first), first);
     }
 
     #[test]
