@@ -77,7 +77,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "",
         "comma-separated origins allowed to post events; empty: the request's own origin",
     ),
+    (
+        "PRE_CONSENT_HOLD_MS",
+        "10000",
+        "how long the loader holds an undecided visitor's events for the banner decision; 0: off",
+    ),
 ];
+
+/// The longest pre-consent hold accepted: ten minutes.
+pub const MAX_HOLD_MS: u32 = 600_000;
+const DEFAULT_HOLD_MS: u32 = 10_000;
 
 /// How the proxy stamps consent on events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +189,8 @@ pub struct Config {
     pub segment_cdn: Option<String>,
     pub segment_api: Option<String>,
     pub allowed_origins: Vec<String>,
+    /// How long the loader holds an undecided visitor's events (0: never).
+    pub pre_consent_hold_ms: u32,
     pub errors: Vec<ConfigError>,
 }
 
@@ -307,6 +318,20 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        let pre_consent_hold_ms = match read("PRE_CONSENT_HOLD_MS") {
+            None => DEFAULT_HOLD_MS,
+            Some((key, raw)) => match raw.parse::<u32>() {
+                Ok(ms) if ms <= MAX_HOLD_MS => ms,
+                _ => {
+                    errors.push(ConfigError::Invalid {
+                        key,
+                        value: raw,
+                        expected: "milliseconds from 0 (off) to 600000",
+                    });
+                    DEFAULT_HOLD_MS
+                }
+            },
+        };
 
         Config {
             write_keys,
@@ -325,6 +350,7 @@ impl Config {
             segment_cdn,
             segment_api,
             allowed_origins,
+            pre_consent_hold_ms,
             errors,
         }
     }
@@ -483,6 +509,7 @@ mod tests {
         assert_eq!(c.segment_cdn.as_deref(), Some("https://cdn.segment.com"));
         assert_eq!(c.segment_api.as_deref(), Some("https://api.segment.io"));
         assert!(c.allowed_origins.is_empty());
+        assert_eq!(c.pre_consent_hold_ms, 10_000);
         assert!(!c.locked_down());
         for (key, default, _) in KEYS {
             let documented = match *key {
@@ -508,6 +535,7 @@ mod tests {
             ("PATH_PREFIX", "/consent-edge/"),
             ("GPC_GROUPS", "C0004, C0005"),
             ("COLLECTION_GROUP", " C0002 "),
+            ("PRE_CONSENT_HOLD_MS", "0"),
             ("CATEGORY_MAP", r#"{"Analytics":"PERF"}"#),
             ("DESTINATION_MAP", r#"{"Braze":["C0003","C0004"]}"#),
             ("SEGMENT_API", "https://events.eu1.segmentapis.com/"),
@@ -525,6 +553,7 @@ mod tests {
         assert_eq!(c.path_prefix, "/consent-edge");
         assert_eq!(c.gpc_groups, ["C0004", "C0005"]);
         assert_eq!(c.collection_group.as_deref(), Some("C0002"));
+        assert_eq!(c.pre_consent_hold_ms, 0);
         assert_eq!(
             categories::groups_for_category(&c.category_map, "analytics").unwrap(),
             ["PERF"]
@@ -553,6 +582,9 @@ mod tests {
             ("SEGMENT_API", "ftp://api.segment.io"),
             ("ALLOWED_ORIGINS", "https://ok.example, not an origin"),
             ("PATH_PREFIX", "/../x"),
+            ("PRE_CONSENT_HOLD_MS", "10s"),
+            ("PRE_CONSENT_HOLD_MS", "600001"),
+            ("PRE_CONSENT_HOLD_MS", "-1"),
             ("WRITE_KEYS", "good_key,bad key<script>"),
         ];
         for &(key, value) in cases {

@@ -67,6 +67,9 @@ pub struct ConsentState {
     pub gpc: bool,
     /// OneTrust asks the visitor to choose again; the stored choice applies meanwhile.
     pub awaiting_reconsent: bool,
+    /// The visitor made an explicit choice in the banner: a usable cookie with
+    /// `interactionCount` ≥ 1, or a non-empty `OptanonAlertBoxClosed`.
+    pub decided: bool,
     /// Configuration is broken: only the strict group, no destination.
     pub locked_down: bool,
     grants: GroupGrants,
@@ -110,6 +113,7 @@ impl ConsentState {
         };
         let gpc = signals.sec_gpc || cookies.gpc;
         let locked_down = config.locked_down();
+        let decided = cookie.is_some_and(|c| c.interaction_count >= 1) || cookies.alert_box_closed;
 
         let mut grants = match (cookie, model) {
             _ if locked_down => GroupGrants::Only(Vec::new()),
@@ -125,12 +129,8 @@ impl ConsentState {
         };
         if gpc {
             // An explicit grant: the visitor interacted with the banner and chose the group.
-            let chose = |group: &str| {
-                cookie.is_some_and(|c| {
-                    (c.interaction_count >= 1 || cookies.alert_box_closed)
-                        && c.group(group) == Some(true)
-                })
-            };
+            let chose =
+                |group: &str| decided && cookie.is_some_and(|c| c.group(group) == Some(true));
             for group in config.gpc_groups.iter().filter(|g| !chose(g)) {
                 match &mut grants {
                     GroupGrants::Only(granted) => granted.retain(|g| g != group),
@@ -148,6 +148,7 @@ impl ConsentState {
             },
             gpc,
             awaiting_reconsent: cookie.is_some_and(|c| c.awaiting_reconsent),
+            decided,
             locked_down,
             grants,
             strict_group: config.strict_group.clone(),
@@ -505,6 +506,32 @@ mod tests {
         assert_eq!(
             granted_of(&s, &["C0004", "C0005", "SSPD_BG", "C0002"]),
             [false, false, false, true]
+        );
+    }
+
+    #[test]
+    fn decided_means_an_explicit_choice_in_the_banner() {
+        let cfg = config(&[]);
+        let decided = |cookie: &str| state(&cfg, cookie, false, None).decided;
+        let untouched = "OptanonConsent=groups=C0001:1,C0002:0&interactionCount=0";
+        assert!(!decided(""), "no cookie");
+        assert!(
+            !decided(untouched),
+            "OneTrust's cookie before any interaction"
+        );
+        assert!(
+            !decided("OptanonConsent=groups=C0001:1"),
+            "no interactionCount"
+        );
+        assert!(!decided(&format!("{untouched}; OptanonAlertBoxClosed=")));
+        assert!(decided(&untouched.replace("=0", "=1")));
+        assert!(
+            decided("OptanonAlertBoxClosed=2026-11-23T09:00:00.000Z"),
+            "the alert box closed alone is a choice"
+        );
+        assert!(
+            !decided("OptanonConsent=interactionCount=3&groups=garbled"),
+            "an unusable cookie is no choice"
         );
     }
 

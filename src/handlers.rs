@@ -143,6 +143,8 @@ pub fn consent(
     w.str("source", state.source.as_str());
     w.bool("gpc", state.gpc);
     w.bool("awaitingReconsent", state.awaiting_reconsent);
+    w.bool("undecided", !state.decided);
+    w.bool("hold", loader::hold_ms(config, state, &resolution) > 0);
     resolution.write_preferences(w.key("groups"));
     w.bool("collection", resolution.collection);
     {

@@ -1,8 +1,8 @@
 //! The loader script: `static/loader.js` as written, with this request's
 //! resolved consent injected as data where the file says `/*EDGE*/ null`.
 
-use crate::config::Mode;
-use crate::consent::Resolution;
+use crate::config::{Config, Mode};
+use crate::consent::{ConsentState, Resolution};
 use crate::destinations::DestinationSet;
 use crate::json::{script_safe, write_str, ObjectWriter};
 use std::sync::OnceLock;
@@ -33,6 +33,17 @@ pub struct LoaderInput<'a> {
     pub page: bool,
     pub set: &'a DestinationSet,
     pub resolution: &'a Resolution,
+}
+
+/// How long the loader holds this visitor's events before the banner decision
+/// (0: it does not): only an undecided visitor, and only when a decision could
+/// change something, i.e. the resolved consent leaves a destination disabled.
+pub fn hold_ms(config: &Config, state: &ConsentState, resolution: &Resolution) -> u32 {
+    if !state.decided && resolution.enabled.contains(&false) {
+        config.pre_consent_hold_ms
+    } else {
+        0
+    }
 }
 
 /// Renders the loader for one request.
@@ -149,6 +160,64 @@ mod tests {
         );
         assert_eq!(data["consent"]["onetrust"], "C0001:1,C0002:1");
         assert_eq!(data["page"], true);
+    }
+
+    #[test]
+    fn holds_only_undecided_visitors_whose_decision_could_change_something() {
+        let list = [Destination {
+            name: "GA4".into(),
+            creation_name: "GA4".into(),
+            category: "Analytics".into(),
+            consent_categories: vec![],
+        }];
+        let hold = |vars: &[(&str, &str)], cookie: &str| {
+            let config = Config::from_vars(|k| {
+                vars.iter()
+                    .find(|(key, _)| *key == k)
+                    .map(|(_, v)| v.to_string())
+                    .or_else(|| (k == "WRITE_KEYS").then(|| "wk".to_owned()))
+            });
+            let set = DestinationSet::new(&list, &config);
+            let state = ConsentState::resolve(
+                &config,
+                &parse_cookie_header(cookie.as_bytes()),
+                RequestSignals::default(),
+            );
+            hold_ms(
+                &config,
+                &state,
+                &Resolution::of_state(&config, &set, &state),
+            )
+        };
+        assert_eq!(hold(&[], ""), 10_000, "a new visitor under opt-in");
+        assert_eq!(
+            hold(
+                &[],
+                "OptanonConsent=groups=C0001:1,C0002:0&interactionCount=0"
+            ),
+            10_000,
+            "OneTrust's cookie before any interaction"
+        );
+        assert_eq!(hold(&[("PRE_CONSENT_HOLD_MS", "2500")], ""), 2500);
+        assert_eq!(hold(&[("PRE_CONSENT_HOLD_MS", "0")], ""), 0, "off");
+        assert_eq!(
+            hold(&[], "OptanonAlertBoxClosed=2026-11-23T09:00:00.000Z"),
+            0,
+            "decided, even with nothing granted"
+        );
+        assert_eq!(
+            hold(
+                &[],
+                "OptanonConsent=groups=C0001:1,C0002:0&interactionCount=1"
+            ),
+            0,
+            "decided: refused"
+        );
+        assert_eq!(
+            hold(&[("CONSENT_MODEL", "opt-out")], ""),
+            0,
+            "undecided, but every destination is already on"
+        );
     }
 
     #[test]
