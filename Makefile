@@ -1,7 +1,7 @@
 # The two commands that matter:
 #   make dev    run the Worker locally (Miniflare: local KV, demo page, fake Segment; offline)
 #   make test   run every test (installs what is missing first)
-.PHONY: dev test build setup setup-browser setup-bench check unit js-tests size deploy-check bench fuzz
+.PHONY: dev test build setup setup-browser setup-bench check unit js-tests size deploy-check bench fuzz screenshots
 
 dev: build
 	node dev/run.mjs
@@ -52,3 +52,7 @@ bench: setup-bench build
 
 fuzz:
 	bash scripts/fuzz.sh
+
+# The README's pictures of the demo page (docs/*.png); not part of `make test`.
+screenshots: setup-browser build
+	node scripts/screenshots.mjs

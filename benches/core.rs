@@ -8,8 +8,8 @@ mod fixtures;
 
 use consent_edge::consent::Resolution;
 use consent_edge::events::Endpoint;
-use consent_edge::handlers;
 use consent_edge::http::UrlParts;
+use consent_edge::{handlers, loader};
 use fixtures::{batch, Site, TRACK};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -41,7 +41,15 @@ fn main() {
 
     let loader = time(5_000, 9, || {
         let resolution = Resolution::of_state(config, set, &state);
-        black_box(handlers::loader(config, &url, "wk_bench", set, &resolution));
+        let hold_ms = loader::hold_ms(config, &state, &resolution);
+        black_box(handlers::loader(
+            config,
+            &url,
+            "wk_bench",
+            set,
+            &resolution,
+            hold_ms,
+        ));
     });
     let loader_bytes = handlers::loader(
         config,
@@ -49,6 +57,7 @@ fn main() {
         "wk_bench",
         set,
         &Resolution::of_state(config, set, &state),
+        0,
     )
     .bytes()
     .len();

@@ -13,6 +13,7 @@ export default {
     if (url.pathname === "/favicon.ico") return new Response(null, { status: 204 });
     const page = env.PAGES[url.pathname === "/" ? "/demo.html" : url.pathname];
     if (page === undefined) return new Response("not found", { status: 404 });
-    return new Response(page, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } });
+    const type = url.pathname.endsWith(".js") ? "text/javascript" : "text/html";
+    return new Response(page, { headers: { "content-type": `${type}; charset=utf-8`, "cache-control": "no-store" } });
   },
 };

@@ -25,9 +25,10 @@ export function wranglerVars() {
   return vars;
 }
 
+/** The site's files: static/*.html, and the stand-in OneTrust SDK. */
 function pages() {
   const dir = join(root, "static");
-  const out = {};
+  const out = { "/fake-onetrust.js": readFileSync(join(root, "dev", "fake-onetrust.js"), "utf8") };
   for (const file of readdirSync(dir)) {
     if (file.endsWith(".html")) out["/" + file] = readFileSync(join(dir, file), "utf8");
   }

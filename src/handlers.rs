@@ -81,16 +81,24 @@ pub struct LoaderKey {
     page: bool,
     write_key: String,
     pub resolution: Resolution,
+    pub hold_ms: u32,
 }
 
 impl LoaderKey {
-    pub fn new(url: &UrlParts<'_>, write_key: &str, list: u64, resolution: Resolution) -> Self {
+    pub fn new(
+        url: &UrlParts<'_>,
+        write_key: &str,
+        list: u64,
+        resolution: Resolution,
+        hold_ms: u32,
+    ) -> Self {
         LoaderKey {
             list,
             origin: url.origin(),
             page: loader_pages(url),
             write_key: write_key.to_owned(),
             resolution,
+            hold_ms,
         }
     }
 }
@@ -107,6 +115,7 @@ pub fn loader(
     write_key: &str,
     set: &DestinationSet,
     resolution: &Resolution,
+    hold_ms: u32,
 ) -> Reply {
     let input = LoaderInput {
         write_key,
@@ -119,6 +128,7 @@ pub fn loader(
         page: loader_pages(url),
         set,
         resolution,
+        hold_ms,
     };
     Reply::new(
         200,

@@ -33,6 +33,8 @@ pub struct LoaderInput<'a> {
     pub page: bool,
     pub set: &'a DestinationSet,
     pub resolution: &'a Resolution,
+    /// The pre-consent hold for this visitor ([`hold_ms`]); 0: none.
+    pub hold_ms: u32,
 }
 
 /// How long the loader holds this visitor's events before the banner decision
@@ -78,6 +80,8 @@ fn data_block(input: &LoaderInput<'_>) -> Vec<u8> {
     );
     w.str("mode", input.mode.as_str());
     w.bool("page", input.page);
+    w.key("hold")
+        .extend_from_slice(input.hold_ms.to_string().as_bytes());
     w.str("version", env!("CARGO_PKG_VERSION"));
     write_consent(w.key("consent"), input.set, input.resolution);
     w.finish();
@@ -131,6 +135,7 @@ mod tests {
             page: true,
             set: &set,
             resolution: &resolution,
+            hold_ms: 2500,
         };
         String::from_utf8(render(&input)).unwrap()
     }
@@ -160,6 +165,7 @@ mod tests {
         );
         assert_eq!(data["consent"]["onetrust"], "C0001:1,C0002:1");
         assert_eq!(data["page"], true);
+        assert_eq!(data["hold"], 2500);
     }
 
     #[test]

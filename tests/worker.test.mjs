@@ -211,6 +211,43 @@ describe("loader", () => {
     const data = loaderData(await (await request(stack, "/edge/loader.js?page=0")).text());
     assert.equal(data.page, false);
   });
+
+  test("the pre-consent hold: only an undecided visitor whose decision could enable something", async () => {
+    const hold = async (headers) => {
+      const loader = loaderData(await (await request(stack, "/edge/loader.js", { headers })).text());
+      const { body } = await getJson(stack, "/edge/consent", { headers });
+      assert.equal(body.hold, loader.hold > 0, "/consent says what the loader does");
+      return [loader.hold, body.undecided];
+    };
+    assert.deepEqual(await hold({}), [10000, true], "a new visitor");
+    assert.deepEqual(await hold({ cookie: optanon("C0001:1,C0002:0", { interactionCount: "0" }) }), [10000, true], "OneTrust's first-visit cookie");
+    assert.deepEqual(await hold({ cookie: "OptanonAlertBoxClosed=2026-11-23T09:00:00.000Z" }), [0, false], "the banner was closed");
+    assert.deepEqual(await hold({ cookie: ANALYTICS_ONLY }), [0, false], "a choice");
+    assert.deepEqual(await hold({ cookie: `${optanon("C0001:1,C0002:0", { interactionCount: "0" })}; OptanonAlertBoxClosed=` }), [10000, true], "an empty alert-box cookie is no choice");
+    // The same resolved consent, decided or not, is two different scripts.
+    const undecided = await (await request(stack, "/edge/loader.js", { headers: { cookie: optanon("C0001:1", { interactionCount: "0" }) } })).text();
+    const decided = await (await request(stack, "/edge/loader.js", { headers: { cookie: optanon("C0001:1") } })).text();
+    assert.deepEqual(loaderData(undecided).consent, loaderData(decided).consent);
+    assert.deepEqual([loaderData(undecided).hold, loaderData(decided).hold], [10000, 0]);
+  });
+});
+
+describe("pre-consent hold settings", () => {
+  test("PRE_CONSENT_HOLD_MS: a value, 0 (off), and an invalid one (reported, the default, locked down)", async () => {
+    for (const [value, expected, ok] of [["2500", 2500, true], ["0", 0, true], ["ten seconds", 10000, false]]) {
+      const stack = await startStack({ vars: { ...VARS, PRE_CONSENT_HOLD_MS: value } });
+      try {
+        await stack.cron();
+        const loader = loaderData(await (await request(stack, "/edge/loader.js")).text());
+        assert.equal(loader.hold, expected, value);
+        const { res, body } = await getJson(stack, "/edge/healthz");
+        assert.equal(res.status === 200, ok, value);
+        assert.deepEqual(body.configErrors.map((e) => e.key), ok ? [] : ["PRE_CONSENT_HOLD_MS"]);
+      } finally {
+        await stack.dispose();
+      }
+    }
+  });
 });
 
 describe("CDN proxy", () => {

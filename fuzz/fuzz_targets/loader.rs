@@ -11,7 +11,7 @@ use consent_edge::config::{Config, Mode};
 use consent_edge::consent::{ConsentState, RequestSignals, Resolution};
 use consent_edge::cookie::parse_cookie_header;
 use consent_edge::destinations::{Destination, DestinationSet};
-use consent_edge::loader::{render, LoaderInput, Origin};
+use consent_edge::loader::{hold_ms, render, LoaderInput, Origin};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -63,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
         page,
         set: &set,
         resolution: &resolution,
+        hold_ms: hold_ms(config, &state, &resolution),
     });
 
     let (head, tail) = TEMPLATE

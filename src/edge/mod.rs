@@ -14,6 +14,7 @@ use crate::cors::{self, OriginCheck};
 use crate::handlers::{self, KeyHealth, KeyedRoute, LoaderKey, Visitor};
 use crate::http::{Body, FetchFailure, Fetched, Reply, UrlParts};
 use crate::json::ObjectWriter;
+use crate::loader;
 use crate::memo::Memo;
 use crate::refresh::{self, RefreshStatus};
 use crate::routes::{self, Method, Route};
@@ -207,11 +208,19 @@ fn loader(
     state: &ConsentState,
 ) -> Reply {
     let resolution = Resolution::of_state(config, &list.set, state);
-    let key = LoaderKey::new(url, write_key, list.generation, resolution);
+    let hold_ms = loader::hold_ms(config, state, &resolution);
+    let key = LoaderKey::new(url, write_key, list.generation, resolution, hold_ms);
     if let Some(reply) = LOADERS.with(|memo| memo.borrow().get(&key).cloned()) {
         return reply;
     }
-    let reply = handlers::loader(config, url, write_key, &list.set, &key.resolution);
+    let reply = handlers::loader(
+        config,
+        url,
+        write_key,
+        &list.set,
+        &key.resolution,
+        key.hold_ms,
+    );
     LOADERS.with(|memo| memo.borrow_mut().insert(key, reply.clone()));
     reply
 }
