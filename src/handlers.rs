@@ -414,7 +414,7 @@ mod tests {
             body: Some(b"{}".to_vec()),
             counts: Counts {
                 forwarded: 1,
-                dropped: 0,
+                ..Counts::default()
             },
         }
     }
@@ -455,8 +455,8 @@ mod tests {
         let dropped = Enforced {
             body: None,
             counts: Counts {
-                forwarded: 0,
                 dropped: 3,
+                ..Counts::default()
             },
         };
         let reply = track_forward(
@@ -476,7 +476,7 @@ mod tests {
     fn upstream_failures_are_answered_so_clients_retry() {
         let counts = Counts {
             forwarded: 1,
-            dropped: 0,
+            ..Counts::default()
         };
         assert_eq!(track_reply(counts, Err(FetchFailure::Timeout)).status, 504);
         assert_eq!(
