@@ -185,13 +185,15 @@ pub struct KeyHealth {
     pub last_refresh: Option<RefreshStatus>,
 }
 
-/// `/healthz`: 503 while the configuration is broken.
-pub fn healthz(config: &Config, keys: &[(&str, KeyHealth)], now_ms: u64) -> Reply {
+/// `/healthz`: 503 while the configuration is broken. `metrics`: whether the
+/// Worker has its Analytics Engine dataset.
+pub fn healthz(config: &Config, keys: &[(&str, KeyHealth)], metrics: bool, now_ms: u64) -> Reply {
     let ok = config.errors.is_empty();
     let mut body = Vec::with_capacity(512);
     let mut w = ObjectWriter::new(&mut body);
     w.bool("ok", ok);
     w.str("version", env!("CARGO_PKG_VERSION"));
+    w.bool("metrics", metrics);
     {
         let errors = w.key("configErrors");
         errors.push(b'[');
@@ -448,6 +450,18 @@ mod tests {
                 .all(|(name, _)| *name != "authorization"),
             "metrics pass no write key"
         );
+    }
+
+    #[test]
+    fn healthz_says_whether_metrics_are_on() {
+        for on in [true, false] {
+            let reply = healthz(&config(), &[], on, 0);
+            let crate::http::Body::Bytes(body) = reply.body else {
+                panic!("healthz has a body")
+            };
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["metrics"], on);
+        }
     }
 
     #[test]
