@@ -1314,6 +1314,13 @@ mod tests {
                 kept: 1,
             }
         );
+        // An envelope's group refusal narrows, and counts for, each event.
+        let refusing = batch(
+            vec![event(json!({})), event(json!({}))],
+            json!({"context": {"consent": {"onetrust": "C0002:0"}}}),
+        );
+        let counts = f.enforce(Endpoint::Batch, &refusing, None).unwrap().counts;
+        assert_eq!((counts.forwarded, counts.kept), (2, 2));
         // The same enforcer twice: each request counts its own.
         let parsed = parse(&f.config, Endpoint::Batch, body.as_bytes(), None).unwrap();
         let enforcer = Enforcer::new(&f.config, &f.set, &f.state, None);
