@@ -5,7 +5,7 @@
 // the same load generator (wrk), in one run.
 // Loopback only; every run stops by itself.
 //
-//   node bench/run.mjs [--seconds 8] [--connections 8] [--rounds 3] [--only loader,track,batch100]
+//   node bench/run.mjs [--seconds 8] [--connections 8] [--rounds 3] [--only loader,track,batch100] [--workers edge,edge-metrics]
 import { Miniflare } from "miniflare";
 import http from "node:http";
 import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
@@ -29,10 +29,14 @@ const AUTH = "Basic " + Buffer.from("wk_bench:").toString("base64");
 
 const WORKERS = {
   edge: "consent-edge (Rust/wasm)",
+  "edge-metrics": "consent-edge, metrics on",
   js: "pass-through JS",
   "js-read": "JS reading the body",
   "js-json": "JS + JSON.parse/stringify",
 };
+
+// The streaming pass-through is the baseline of every ratio: always run.
+const RUN = args.workers ? ["js", ...args.workers.split(",").filter((w) => w !== "js")] : Object.keys(WORKERS);
 
 const SCENARIOS = [
   // The floor: an unknown path, answered 404 by each Worker with no work at all.
@@ -56,9 +60,9 @@ function parseWrk(out) {
   return { p50: ms(p50?.[1] ?? ""), p99: ms(p99?.[1] ?? ""), rps: Number(rps?.[1]), non2xx: Number(non2xx?.[1] ?? 0) };
 }
 
-/** CPU seconds used so far by the workerd processes (Linux). */
+/** CPU seconds used so far by this run's workerd (Linux; not other runs' on the same box). */
 async function workerdCpuSeconds() {
-  const out = await run("sh", ["-c", "for p in $(pgrep -f 'workerd serve'); do cat /proc/$p/stat; done"]);
+  const out = await run("sh", ["-c", `for p in $(pgrep -P ${process.pid} -f 'workerd serve'); do cat /proc/$p/stat; done`]);
   const ticks = out.trim().split("\n").filter(Boolean).reduce((sum, line) => {
     const fields = line.slice(line.lastIndexOf(")") + 2).split(" ");
     return sum + Number(fields[11]) + Number(fields[12]); // utime + stime
@@ -101,6 +105,9 @@ async function main() {
     cf: { country: "DE" },
     workers: [
       { ...edgeWorker({ vars: { WRITE_KEYS: "wk_bench" }, outbound: "upstream" }), routes: ["edge.bench/*"] },
+      // The same Worker with Miniflare's own Analytics Engine dataset bound
+      // (it takes each data point and discards it): what metrics cost the Worker.
+      { ...edgeWorker({ vars: { WRITE_KEYS: "wk_bench" }, outbound: "upstream", name: "edge-metrics", metrics: "local" }), routes: ["edge-metrics.bench/*"] },
       passthrough("js"),
       passthrough("js-read", "read"),
       passthrough("js-json", "json"),
@@ -115,7 +122,7 @@ async function main() {
   const results = {};
   try {
     // Sizes first (and a check that every worker answers).
-    for (const worker of Object.keys(WORKERS)) {
+    for (const worker of RUN) {
       for (const s of SCENARIOS) {
         const { status, body } = await request(url, s, `${worker}.bench`);
         if (status !== (s.status ?? 200)) throw new Error(`${worker} ${s.name}: HTTP ${status} ${body}`);
@@ -124,7 +131,7 @@ async function main() {
     }
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of SCENARIOS.filter((s) => !ONLY || ONLY.includes(s.name))) {
-        for (const worker of Object.keys(WORKERS)) {
+        for (const worker of RUN) {
           const script = join(dir, `${worker}-${s.name}.lua`);
           writeFileSync(script, luaScript(s, `${worker}.bench`));
           const cpuBefore = await workerdCpuSeconds();
@@ -147,7 +154,7 @@ async function main() {
     const base = results[`js:${s.name}`];
     const baseP50 = median(base.map((r) => r.p50));
     const baseRps = median(base.map((r) => r.rps));
-    for (const worker of Object.keys(WORKERS)) {
+    for (const worker of RUN) {
       const rs = results[`${worker}:${s.name}`];
       const p50 = median(rs.map((r) => r.p50));
       const p99 = median(rs.map((r) => r.p99));
@@ -160,6 +167,12 @@ async function main() {
   console.log("| scenario | worker | p50 ms | p99 ms | req/s | p50 ratio | req/s ratio | workerd CPU ms/req |");
   console.log("|---|---|---|---|---|---|---|---|");
   console.log(rows.join("\n"));
+  console.log("\nmetrics on vs off (consent-edge, same run, medians):");
+  for (const s of SCENARIOS.filter((s) => (!ONLY || ONLY.includes(s.name)) && RUN.includes("edge") && RUN.includes("edge-metrics"))) {
+    const of = (worker, field) => median(results[`${worker}:${s.name}`].map((r) => r[field]));
+    const ratio = (field) => (of("edge-metrics", field) / of("edge", field)).toFixed(3);
+    console.log(`  ${s.name.padEnd(8)} CPU ${ratio("cpuMsPerRequest")}x  p50 ${ratio("p50")}x  req/s ${ratio("rps")}x`);
+  }
   console.log(`\nloader response gzipped: consent-edge ${results["edge:loaderGzip"]} B, pass-through ${results["js:loaderGzip"]} B`);
 }
 

@@ -9,6 +9,7 @@ mod fixtures;
 use consent_edge::consent::Resolution;
 use consent_edge::events::Endpoint;
 use consent_edge::http::UrlParts;
+use consent_edge::metrics::{self, Kind};
 use consent_edge::{handlers, loader};
 use fixtures::{batch, Site, TRACK};
 use std::hint::black_box;
@@ -66,6 +67,26 @@ fn main() {
         black_box(site.rewrite(&state, endpoint, body));
     };
     let single = time(5_000, 9, || rewrite(Endpoint::Event, TRACK.as_bytes()));
+    // The data point a tracking post adds with metrics on: for the fixture's
+    // visitor (decided) and for one without a cookie (undecided: the hold
+    // check resolves the list once more).
+    let counts = site
+        .rewrite(&state, Endpoint::Event, TRACK.as_bytes())
+        .counts;
+    let undecided = handlers::resolve(config, handlers::Visitor::default());
+    let point = |state| {
+        time(20_000, 9, || {
+            black_box(metrics::tracking(
+                config,
+                set,
+                black_box(state),
+                Kind::Track,
+                "wk_bench",
+                counts,
+            ));
+        })
+    };
+    let (point_decided, point_undecided) = (point(&state), point(&undecided));
 
     // 100 events as the loader stamps them (every destination in `integrations`).
     let stamped = batch(&[TRACK; 100]);
@@ -91,6 +112,14 @@ fn main() {
         TRACK.len(),
         single.as_secs_f64() * 1e6
     );
+    let post = resolve + single;
+    for (label, t) in [("decided", point_decided), ("undecided", point_undecided)] {
+        println!(
+            "tracking data point, {label:<9} visitor       {:>9.2} µs = {:.1}% of resolve + rewrite",
+            t.as_secs_f64() * 1e6,
+            100.0 * t.as_secs_f64() / post.as_secs_f64()
+        );
+    }
     for (label, n, event, body, t) in [
         ("stamped", 100, TRACK, &stamped, stamped_time),
         ("lean", 500, lean.as_str(), &lean_batch, lean_time),

@@ -8,6 +8,7 @@ import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { startFakeSegment } from "./fake-segment.mjs";
+import { POINT_PREFIX } from "./metrics-recorder.mjs";
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const buildDir = join(root, "build");
@@ -35,8 +36,31 @@ function pages() {
   return out;
 }
 
+/** The Worker that implements the recording dataset (`dev/metrics-recorder.mjs`). */
+export const METRICS_RECORDER = "metrics-recorder";
+
+/**
+ * The `CONSENT_METRICS` binding for `metrics`: none (the default, as in
+ * wrangler.toml), `"local"` (Miniflare's Analytics Engine, which discards
+ * points), `"record"` or `"throw"` (the recording stand-in, which needs the
+ * `METRICS_RECORDER` worker beside it).
+ */
+function metricsBinding(metrics) {
+  switch (metrics) {
+    case undefined:
+      return {};
+    case "local":
+      return { analyticsEngineDatasets: { CONSENT_METRICS: { dataset: "consent_edge" } } };
+    case "record":
+    case "throw":
+      return { wrappedBindings: { CONSENT_METRICS: { scriptName: METRICS_RECORDER, bindings: { FAIL: metrics === "throw" } } } };
+    default:
+      throw new Error(`unknown metrics binding ${metrics}`);
+  }
+}
+
 /** Miniflare options for the built Worker alone. */
-export function edgeWorker({ vars = {}, outbound, name = "edge" } = {}) {
+export function edgeWorker({ vars = {}, outbound, name = "edge", metrics } = {}) {
   if (!existsSync(join(buildDir, "entry.js"))) throw new Error("build/entry.js is missing: run `make build` first");
   return {
     name,
@@ -51,25 +75,38 @@ export function edgeWorker({ vars = {}, outbound, name = "edge" } = {}) {
     kvNamespaces: ["DESTINATIONS"],
     bindings: vars,
     outboundService: outbound,
+    ...metricsBinding(metrics),
   };
 }
 
 /**
  * Starts the stack. `vars` override wrangler.toml's; `cf` is the request
- * metadata workerd reports (country…); `port` 0 picks a free one.
+ * metadata workerd reports (country…); `port` 0 picks a free one; `metrics`
+ * binds a dataset (see `metricsBinding`). With `captureLogs`, or `metrics`
+ * `"record"` or `"throw"`, workerd's log lines are collected instead of
+ * printed: `points` are the recorded data points, `logs` every other line.
  */
-export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, kvPersist = false, segment } = {}) {
+export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, kvPersist = false, segment, metrics, captureLogs = false } = {}) {
   const allVars = { ...wranglerVars(), ...vars };
   const ownSegment = !segment;
   segment ??= await startFakeSegment();
   // Every outbound request of the Worker (cdn.segment.com, api.segment.io, …)
   // goes to the fake, whatever host it names.
   const outbound = { external: { address: segment.address, http: {} } };
+  const recording = metrics === "record" || metrics === "throw";
+  const points = [];
+  const logs = [];
+  captureLogs ||= recording;
+  const handleStructuredLogs = ({ level, message }) => {
+    if (message.startsWith(POINT_PREFIX)) points.push(JSON.parse(message.slice(POINT_PREFIX.length)));
+    else logs.push({ level, message });
+  };
   const mf = new Miniflare({
     host: "127.0.0.1",
     port,
     cf,
     kvPersist,
+    ...(captureLogs ? { handleStructuredLogs } : {}),
     workers: [
       {
         name: "site",
@@ -79,7 +116,8 @@ export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, 
         bindings: { PAGES: pages(), PREFIX: allVars.PATH_PREFIX ?? "/edge" },
         serviceBindings: { EDGE: "edge", SEGMENT: outbound },
       },
-      edgeWorker({ vars: allVars, outbound }),
+      edgeWorker({ vars: allVars, outbound, metrics }),
+      ...(recording ? [{ name: METRICS_RECORDER, modules: true, scriptPath: join(root, "dev", "metrics-recorder.mjs") }] : []),
     ],
   });
   const url = await mf.ready;
@@ -88,6 +126,8 @@ export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, 
     url: url.href.replace(/\/$/, ""),
     segment,
     vars: allVars,
+    points,
+    logs,
     /** Fires the Worker's cron trigger, as Cloudflare would. */
     async cron() {
       const edge = await mf.getWorker("edge");

@@ -14,6 +14,7 @@ use crate::json::{
     self, bool_text, string_value, write_str, ObjectWriter, ParseError, RawObject, Shape,
 };
 use crate::onetrust;
+use std::cell::Cell;
 use std::fmt;
 
 /// Segment's limits: 32 KiB per event, 500 KiB per batch request.
@@ -232,11 +233,18 @@ pub struct Enforced {
     pub counts: Counts,
 }
 
-/// How many events of a request go upstream, and how many were dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How many events of a request go upstream, how many were dropped, and
+/// what enforcement changed in (or kept on) the forwarded ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub forwarded: usize,
     pub dropped: usize,
+    /// Destination keys of `integrations` stamped on (`true`, options) that
+    /// the edge set `false`: a stale tab or a tampered client.
+    pub corrected: usize,
+    /// Stamped refusals that the cookie alone would have granted, kept:
+    /// destination keys stamped `false` and groups stamped refused.
+    pub kept: usize,
 }
 
 /// Everything an event's rewrite depends on besides the event.
@@ -245,6 +253,8 @@ pub struct Enforcer<'a> {
     set: &'a DestinationSet,
     state: &'a ConsentState,
     client_ip: Option<&'a str>,
+    /// `corrected` and `kept`, summed while the rewrite writes.
+    tally: Cell<Counts>,
 }
 
 impl<'a> Enforcer<'a> {
@@ -259,18 +269,27 @@ impl<'a> Enforcer<'a> {
             set,
             state,
             client_ip,
+            tally: Cell::default(),
         }
     }
 
     /// Rewrites a checked request: drops the events whose collection is
     /// refused and stamps the rest.
     pub fn enforce(&self, parsed: Parsed<'_>) -> Enforced {
+        let mut enforced = self.enforce_events(parsed);
+        let tally = self.tally.take();
+        enforced.counts.corrected = tally.corrected;
+        enforced.counts.kept = tally.kept;
+        enforced
+    }
+
+    fn enforce_events(&self, parsed: Parsed<'_>) -> Enforced {
         match parsed {
             Parsed::Metrics(body) => Enforced {
                 body: Some(body.to_vec()),
                 counts: Counts {
                     forwarded: 1,
-                    dropped: 0,
+                    ..Counts::default()
                 },
             },
             Parsed::Event { event, stamp, .. } => {
@@ -281,15 +300,15 @@ impl<'a> Enforcer<'a> {
                         body: Some(out),
                         counts: Counts {
                             forwarded: 1,
-                            dropped: 0,
+                            ..Counts::default()
                         },
                     }
                 } else {
                     Enforced {
                         body: None,
                         counts: Counts {
-                            forwarded: 0,
                             dropped: 1,
+                            ..Counts::default()
                         },
                     }
                 }
@@ -356,9 +375,17 @@ impl<'a> Enforcer<'a> {
             }
         }
         w.finish();
+        if forwarded == 0 {
+            // The envelope's corrections went nowhere.
+            self.tally.take();
+        }
         Enforced {
             body: (forwarded > 0).then_some(out),
-            counts: Counts { forwarded, dropped },
+            counts: Counts {
+                forwarded,
+                dropped,
+                ..Counts::default()
+            },
         }
     }
 
@@ -398,6 +425,15 @@ impl<'a> Enforcer<'a> {
         if !decided.resolution.collection {
             return false;
         }
+        // Group refusals that mattered; the strict group's is never kept.
+        let strict = self.state.strict_group();
+        let refused = decided.stamp.denied.iter();
+        self.count(
+            0,
+            refused
+                .filter(|g| *g != strict && self.state.granted(g))
+                .count(),
+        );
         let (integrations, context) = (event.object("integrations"), event.object("context"));
         let mut w = ObjectWriter::new(out);
         for entry in event.iter() {
@@ -439,31 +475,38 @@ impl<'a> Enforcer<'a> {
         let (mut has_all, mut has_segment) = (false, false);
         let mut next = 0;
         let mut w = ObjectWriter::new(out);
+        let (mut corrected, mut kept) = (0, 0);
         for entry in integrations.into_iter().flat_map(RawObject::iter) {
+            let stamped_off = is_false(entry.value());
             let allowed = match entry.key() {
                 "All" => {
                     has_all = true;
                     // Rebuilt as a boolean: `All` carries no options.
                     w.key_of(entry)
-                        .extend_from_slice(bool_text(r.all && !is_false(entry.value())));
+                        .extend_from_slice(bool_text(r.all && !stamped_off));
                     continue;
                 }
                 SEGMENT_IO => {
                     has_segment = true;
                     r.collection
                 }
-                key => match self.set.find_from(next, key) {
-                    Some(at) => {
-                        present[at] = true;
-                        next = at + 1;
-                        r.enabled[at]
-                    }
-                    // Not a destination this list maps (or no list yet):
-                    // `ALL_DEFAULT` decides, as for an unmapped one.
-                    None => r.all,
-                },
+                key => {
+                    let allowed = match self.set.find_from(next, key) {
+                        Some(at) => {
+                            present[at] = true;
+                            next = at + 1;
+                            r.enabled[at]
+                        }
+                        // Not a destination this list maps (or no list yet):
+                        // `ALL_DEFAULT` decides, as for an unmapped one.
+                        None => r.all,
+                    };
+                    corrected += usize::from(!allowed && !stamped_off);
+                    kept += usize::from(allowed && stamped_off);
+                    allowed
+                }
             };
-            if allowed || is_false(entry.value()) {
+            if allowed || stamped_off {
                 w.entry(entry);
             } else {
                 w.key_of(entry).extend_from_slice(b"false");
@@ -489,6 +532,14 @@ impl<'a> Enforcer<'a> {
             }
         }
         w.finish();
+        self.count(corrected, kept);
+    }
+
+    fn count(&self, corrected: usize, kept: usize) {
+        let mut tally = self.tally.get();
+        tally.corrected += corrected;
+        tally.kept += kept;
+        self.tally.set(tally);
     }
 
     /// Rewrites `context.consent` (and adds a missing `context.ip`) in a
@@ -1121,7 +1172,10 @@ mod tests {
             enforced.counts,
             Counts {
                 forwarded: 2,
-                dropped: 1
+                dropped: 1,
+                corrected: 0,
+                // keep-2 refuses C0002, which the cookie grants.
+                kept: 1,
             }
         );
         let out: Value = serde_json::from_slice(&enforced.body.unwrap()).unwrap();
@@ -1152,11 +1206,127 @@ mod tests {
             Enforced {
                 body: None,
                 counts: Counts {
-                    forwarded: 0,
-                    dropped: 2
+                    dropped: 2,
+                    ..Counts::default()
                 }
             }
         );
+    }
+
+    /// The counts of one single event under `ANALYTICS_ONLY` (GA4 and Odd
+    /// are on the list; C0002 granted, C0004 refused).
+    fn counts_of(f: &Fixture, extra: Value) -> Counts {
+        let body = event(extra).to_string();
+        f.enforce(Endpoint::Event, &body, Some(AUTH))
+            .unwrap()
+            .counts
+    }
+
+    #[test]
+    fn corrected_grants_are_destination_keys_stamped_on_that_the_edge_switched_off() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let tampered = json!({"integrations": {
+            "All": true, "GA4": true, "Ads": true, "Odd": {"opt": 1},
+            "Unlisted": true, "Segment.io": true
+        }});
+        // Ads (C0004 refused), Odd and Unlisted (ALL_DEFAULT false); `All`
+        // and `Segment.io` are not destinations; GA4 is allowed.
+        assert_eq!(
+            counts_of(&f, tampered),
+            Counts {
+                forwarded: 1,
+                corrected: 3,
+                ..Counts::default()
+            }
+        );
+        let honest = json!({"integrations": {"GA4": true, "Ads": false, "Odd": false}});
+        assert_eq!(counts_of(&f, honest).corrected, 0);
+        assert_eq!(
+            counts_of(&f, json!({})),
+            counts_of(&f, json!({"integrations": null}))
+        );
+    }
+
+    #[test]
+    fn kept_refusals_are_those_the_cookie_alone_would_have_granted() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        // GA4 is granted by the cookie: its `false` mattered. Ads is refused
+        // by the cookie anyway.
+        let keys = json!({"integrations": {"GA4": false, "Ads": false, "All": false}});
+        assert_eq!(counts_of(&f, keys).kept, 1);
+        // C0002 refused on the event (twice, one group); C0004 and the strict
+        // group do not count. GA4's `false` follows from C0002: not counted again.
+        let groups = json!({
+            "integrations": {"GA4": false},
+            "context": {"consent": {
+                "categoryPreferences": {"C0001": false, "C0002": false, "C0004": false},
+                "onetrust": "C0002:0"
+            }}
+        });
+        assert_eq!(
+            counts_of(&f, groups),
+            Counts {
+                forwarded: 1,
+                kept: 1,
+                ..Counts::default()
+            }
+        );
+    }
+
+    #[test]
+    fn dropped_events_count_nothing_but_the_drop() {
+        let f = fixture(&[("COLLECTION_GROUP", "C0004")], ANALYTICS_ONLY);
+        let tampered = json!({"integrations": {"Ads": true, "GA4": false}});
+        assert_eq!(
+            counts_of(&f, tampered),
+            Counts {
+                dropped: 1,
+                ..Counts::default()
+            }
+        );
+        // A batch whose every event is dropped: its envelope's corrections went nowhere.
+        let body = batch(
+            vec![event(json!({}))],
+            json!({"integrations": {"Ads": true}}),
+        );
+        let counts = f.enforce(Endpoint::Batch, &body, None).unwrap().counts;
+        assert_eq!(counts.corrected, 0);
+    }
+
+    #[test]
+    fn batch_counts_sum_over_events_and_the_envelope_counts_once() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let body = batch(
+            vec![
+                event(json!({"integrations": {"Ads": true}})),
+                event(json!({"integrations": {"Ads": true, "Odd": true, "GA4": false}})),
+                event(json!({"integrations": {"Segment.io": false, "Ads": true}})),
+            ],
+            json!({"integrations": {"Ads": true}}),
+        );
+        let enforced = f.enforce(Endpoint::Batch, &body, None).unwrap();
+        assert_eq!(
+            enforced.counts,
+            Counts {
+                forwarded: 2,
+                dropped: 1,
+                corrected: 4,
+                kept: 1,
+            }
+        );
+        // An envelope's group refusal narrows, and counts for, each event.
+        let refusing = batch(
+            vec![event(json!({})), event(json!({}))],
+            json!({"context": {"consent": {"onetrust": "C0002:0"}}}),
+        );
+        let counts = f.enforce(Endpoint::Batch, &refusing, None).unwrap().counts;
+        assert_eq!((counts.forwarded, counts.kept), (2, 2));
+        // The same enforcer twice: each request counts its own.
+        let parsed = parse(&f.config, Endpoint::Batch, body.as_bytes(), None).unwrap();
+        let enforcer = Enforcer::new(&f.config, &f.set, &f.state, None);
+        let again = parse(&f.config, Endpoint::Batch, body.as_bytes(), None).unwrap();
+        assert_eq!(enforcer.enforce(parsed).counts, enforced.counts);
+        assert_eq!(enforcer.enforce(again).counts, enforced.counts);
     }
 
     #[test]

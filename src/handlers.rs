@@ -195,13 +195,15 @@ pub struct KeyHealth {
     pub last_refresh: Option<RefreshStatus>,
 }
 
-/// `/healthz`: 503 while the configuration is broken.
-pub fn healthz(config: &Config, keys: &[(&str, KeyHealth)], now_ms: u64) -> Reply {
+/// `/healthz`: 503 while the configuration is broken. `metrics`: whether the
+/// Worker has its Analytics Engine dataset.
+pub fn healthz(config: &Config, keys: &[(&str, KeyHealth)], metrics: bool, now_ms: u64) -> Reply {
     let ok = config.errors.is_empty();
     let mut body = Vec::with_capacity(512);
     let mut w = ObjectWriter::new(&mut body);
     w.bool("ok", ok);
     w.str("version", env!("CARGO_PKG_VERSION"));
+    w.bool("metrics", metrics);
     {
         let errors = w.key("configErrors");
         errors.push(b'[');
@@ -424,7 +426,7 @@ mod tests {
             body: Some(b"{}".to_vec()),
             counts: Counts {
                 forwarded: 1,
-                dropped: 0,
+                ..Counts::default()
             },
         }
     }
@@ -461,12 +463,24 @@ mod tests {
     }
 
     #[test]
+    fn healthz_says_whether_metrics_are_on() {
+        for on in [true, false] {
+            let reply = healthz(&config(), &[], on, 0);
+            let crate::http::Body::Bytes(body) = reply.body else {
+                panic!("healthz has a body")
+            };
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["metrics"], on);
+        }
+    }
+
+    #[test]
     fn nothing_to_forward_is_a_200_with_counts() {
         let dropped = Enforced {
             body: None,
             counts: Counts {
-                forwarded: 0,
                 dropped: 3,
+                ..Counts::default()
             },
         };
         let reply = track_forward(
@@ -486,7 +500,7 @@ mod tests {
     fn upstream_failures_are_answered_so_clients_retry() {
         let counts = Counts {
             forwarded: 1,
-            dropped: 0,
+            ..Counts::default()
         };
         assert_eq!(track_reply(counts, Err(FetchFailure::Timeout)).status, 504);
         assert_eq!(

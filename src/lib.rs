@@ -17,6 +17,7 @@ pub mod http;
 pub mod json;
 pub mod loader;
 pub mod memo;
+pub mod metrics;
 pub mod onetrust;
 pub mod refresh;
 pub mod region;

@@ -4,6 +4,7 @@
 //! `Request`/`Response` objects so that bodies cross into wasm only when the
 //! Worker must read them.
 
+mod analytics;
 mod lists;
 mod track;
 mod upstream;
@@ -16,6 +17,7 @@ use crate::http::{Body, FetchFailure, Fetched, Reply, UrlParts};
 use crate::json::ObjectWriter;
 use crate::loader;
 use crate::memo::Memo;
+use crate::metrics;
 use crate::refresh::{self, RefreshStatus};
 use crate::routes::{self, Method, Route};
 use std::cell::RefCell;
@@ -158,7 +160,7 @@ async fn handle(
             let list = lists::get(config, env, ctx, write_key).await;
             let state = resolve(config, req);
             let reply = if route == Route::Loader {
-                loader(config, &url, write_key, &list, &state)
+                loader(config, env, &url, write_key, &list, &state)
             } else {
                 handlers::consent(config, &list.set, &state, list.fetched_at.as_deref())
             };
@@ -202,6 +204,7 @@ async fn handle(
 
 fn loader(
     config: &Config,
+    env: &Env,
     url: &UrlParts<'_>,
     write_key: &str,
     list: &lists::Loaded,
@@ -209,6 +212,10 @@ fn loader(
 ) -> Reply {
     let resolution = Resolution::of_state(config, &list.set, state);
     let hold_ms = loader::hold_ms(config, state, &resolution);
+    if let Some(dataset) = analytics::dataset(env) {
+        let point = metrics::loader(config, state, &resolution, hold_ms > 0, write_key);
+        analytics::write(&dataset, &point);
+    }
     let key = LoaderKey::new(url, write_key, list.generation, resolution, hold_ms);
     if let Some(reply) = LOADERS.with(|memo| memo.borrow().get(&key).cloned()) {
         return reply;
@@ -321,7 +328,7 @@ async fn healthz(config: &Rc<Config>, env: &Env) -> Reply {
         };
         keys.push((wk.as_str(), health));
     }
-    handlers::healthz(config, &keys, now_ms())
+    handlers::healthz(config, &keys, analytics::dataset(env).is_some(), now_ms())
 }
 
 fn header(req: &web_sys::Request, name: &str) -> Option<String> {

@@ -6,11 +6,12 @@
 //! bridge and a header read per value. Nothing here decides anything: the
 //! handlers do.
 
-use super::{config, into_response, lists, log_line, resolve_with, upstream, Passed};
+use super::{analytics, config, into_response, lists, log_line, resolve_with, upstream, Passed};
 use crate::cors::{self, OriginCheck};
 use crate::events::{self, Counts, Enforcer};
 use crate::handlers::{self, TrackHeaders};
 use crate::http::{FetchFailure, Reply, UrlParts};
+use crate::metrics::{self, Kind};
 use crate::routes::{self, Route};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
@@ -92,9 +93,25 @@ pub fn track_post(
         },
         None => lists::Loaded::failsafe(),
     };
+    // Only a tracking call with a write key makes a point (not `/m`).
+    let metered = match (
+        analytics::dataset(&env),
+        parsed.write_key(),
+        Kind::of_segment(segment),
+    ) {
+        (Some(dataset), Some(write_key), Some(kind)) => Some((dataset, write_key.to_owned(), kind)),
+        _ => None,
+    };
     let state = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
     let enforced = Enforcer::new(&config, &list.set, &state, client_ip.as_deref()).enforce(parsed);
     let counts = enforced.counts;
+    // Written once the post is decided and its upstream fetch under way.
+    let record = || {
+        if let Some((dataset, write_key, kind)) = &metered {
+            let point = metrics::tracking(&config, &list.set, &state, *kind, write_key, counts);
+            analytics::write(dataset, &point);
+        }
+    };
     let headers = TrackHeaders {
         content_type: content_type.as_deref(),
         authorization: authorization.as_deref(),
@@ -102,9 +119,15 @@ pub fn track_post(
         user_agent: user_agent.as_deref(),
     };
     match handlers::track_forward(&config, endpoint, segment, enforced, headers) {
-        Err(reply) => answer(cors::with_cors(reply, &cors)),
+        Err(reply) => {
+            record();
+            answer(cors::with_cors(reply, &cors))
+        }
         Ok(forward) => {
-            match upstream::start("POST", &forward.url, &forward.headers, Some(forward.body)) {
+            let started =
+                upstream::start("POST", &forward.url, &forward.headers, Some(forward.body));
+            record();
+            match started {
                 Ok((sent, deadline)) => Ok(TrackPlan {
                     sent,
                     deadline,
