@@ -9,13 +9,15 @@
 //   `OptanonAlertBoxClosed` (an ISO time), then fires the same two signals.
 // The page's query string configures it: `banner=0` (no banner for this
 // visitor, e.g. outside the consent region; every group then stands granted),
-// `sdkDelay=MS` (default 50).
+// `sdkDelay=MS` (default 50), `groupsEvent=0` (no `OneTrustGroupsUpdated`,
+// only `OptanonWrapper()`).
 (function () {
   "use strict";
   var GROUPS = ["C0001", "C0002", "C0003", "C0004", "C0005"];
   var params = new URLSearchParams(location.search);
   var showBanner = params.get("banner") !== "0";
   var sdkDelay = Number(params.get("sdkDelay") || 50);
+  var groupsEvent = params.get("groupsEvent") !== "0";
 
   function cookie(name) {
     var found = document.cookie.split(";").map(function (p) { return p.trim(); })
@@ -53,7 +55,7 @@
   }
 
   function announce() {
-    window.dispatchEvent(new Event("OneTrustGroupsUpdated"));
+    if (groupsEvent) window.dispatchEvent(new Event("OneTrustGroupsUpdated"));
     if (typeof window.OptanonWrapper === "function") window.OptanonWrapper();
   }
 

@@ -33,6 +33,7 @@
   // page memory until the banner answers (DESIGN.md, pre-consent hold).
   var holding = edge.hold > 0;
   var holdTimer = null;
+  var watch = null;
 
   // --- Segment's snippet: a queue that analytics.js replays once loaded. ---
   // Event calls made before analytics.js has initialized are kept here, in
@@ -313,16 +314,17 @@
     pending = request;
   }
 
-  // OneTrust's first word: no banner will be shown for this visitor.
+  // OneTrust's first word once its SDK is there: no banner will be shown for
+  // this visitor.
   var heardOneTrust = false;
   function oneTrustSignal() {
     recheck();
-    if (heardOneTrust) return;
+    var sdk = w.OneTrust;
+    if (heardOneTrust || !sdk) return;
     heardOneTrust = true;
     try {
-      var sdk = w.OneTrust;
-      if (sdk && ((isFunction(sdk.GetDomainData) && sdk.GetDomainData().ShowAlertNotice === false) ||
-          (isFunction(sdk.IsAlertBoxClosed) && sdk.IsAlertBoxClosed() === true))) {
+      if ((isFunction(sdk.GetDomainData) && sdk.GetDomainData().ShowAlertNotice === false) ||
+          (isFunction(sdk.IsAlertBoxClosed) && sdk.IsAlertBoxClosed() === true)) {
         release("no banner");
       }
     } catch (error) {
@@ -360,6 +362,7 @@
     if (!holding) return;
     holding = false;
     clearTimeout(holdTimer);
+    clearInterval(watch);
     w.removeEventListener("pagehide", leaving);
     document.removeEventListener("visibilitychange", hidden);
     var held = early.length;
@@ -502,6 +505,11 @@
   if (edge.page) analytics.page();
   if (holding) {
     holdTimer = setTimeout(function () { release("time limit"); }, edge.hold);
+    // A page that redefines OptanonWrapper after this script hides OneTrust's
+    // calls from it: while holding, also look for the SDK and the cookies.
+    watch = setInterval(function () {
+      if ((w.OneTrust && !heardOneTrust) || consentCookies() !== resolvedFrom) oneTrustSignal();
+    }, 250);
     w.addEventListener("pagehide", leaving);
     document.addEventListener("visibilitychange", hidden);
     // Fetched now, run when the hold ends.

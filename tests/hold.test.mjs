@@ -202,6 +202,23 @@ describe("pre-consent hold (default PRE_CONSENT_HOLD_MS)", () => {
     report.push({ scenario: "no banner vs decided", firstEventMs: { noBanner: noBanner.map((r) => r.ms), decided: decided.map((r) => r.ms) } });
   });
 
+  test("a page that redefines OptanonWrapper after the loader, and no OneTrustGroupsUpdated: the decision still ends the hold", async () => {
+    const { page } = await open(stack, { query: "?groupsEvent=0&sdkDelay=300" });
+    await page.evaluate(() => { window.OptanonWrapper = function () {}; });
+    await fire(page, "Late", 1);
+    await sleep(1200);
+    assert.equal(trackingPosts(stack).length, 0, "still holding");
+    await page.click("#onetrust-accept-btn-handler");
+    await eventually(() => named(stack, "Late").length === 1, { timeoutMs: 5000 });
+    assert.deepEqual(enabledIn(named(stack, "Late")[0]), ALL_GROUPS_ON);
+    // And OneTrust's word that it shows no banner, read from its SDK.
+    stack.segment.reset();
+    const quiet = await open(stack, { query: "?banner=0&groupsEvent=0&sdkDelay=300" });
+    await quiet.page.evaluate(() => { window.OptanonWrapper = function () {}; });
+    await fire(quiet.page, "Quiet", 1);
+    await eventually(() => named(stack, "Quiet").length === 1, { timeoutMs: 4000 });
+  });
+
   test("a decided visitor: no hold, nothing waits for OneTrust", async () => {
     // OneTrust's SDK takes 5 s to answer here: a decided visitor must not notice.
     const { page, started } = await open(stack, { query: "?sdkDelay=5000", cookies: [EVERYTHING] });
