@@ -19,6 +19,7 @@ build:
 
 # Formatting and lints, native and for the Worker target.
 check: setup
+	node scripts/loader.mjs --check
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings

@@ -18,7 +18,7 @@ const DATA = JSON.stringify({
   version: "0",
   consent: { collection: true, integrations: { All: false, "Segment.io": true }, groups: { C0001: true }, onetrust: "C0001:1" },
 });
-const LOADER = template.replace("/*EDGE*/ null", DATA);
+const LOADER = template.replace("EDGE_DATA", DATA);
 
 export default {
   async fetch(request, env) {

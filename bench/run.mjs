@@ -86,7 +86,7 @@ function request(base, { method, path, headers, body }, host) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
-  const template = readFileSync(join(root, "static", "loader.js"), "utf8");
+  const template = readFileSync(join(root, "static", "loader.min.js"), "utf8");
   const dir = mkdtempSync(join(tmpdir(), "consent-edge-bench-"));
   const passthrough = (name, body) => ({
     name,

@@ -1,5 +1,6 @@
-//! The loader script: `static/loader.js` as written, with this request's
-//! resolved consent injected as data where the file says `/*EDGE*/ null`.
+//! The loader script: `static/loader.min.js` (`static/loader.js` minified by
+//! `scripts/loader.mjs`), with this request's resolved consent injected as
+//! data where the script says `EDGE_DATA`.
 
 use crate::config::{Config, Mode};
 use crate::consent::{ConsentState, Resolution};
@@ -7,8 +8,8 @@ use crate::destinations::DestinationSet;
 use crate::json::{script_safe, write_str, ObjectWriter};
 use std::sync::OnceLock;
 
-const TEMPLATE: &str = include_str!("../static/loader.js");
-const MARKER: &str = "/*EDGE*/ null";
+const TEMPLATE: &str = include_str!("../static/loader.min.js");
+const MARKER: &str = "EDGE_DATA";
 
 /// The template around the data block, split once per isolate.
 fn template() -> (&'static str, &'static str) {

@@ -1,6 +1,6 @@
 /*! consent-edge loader: Segment's analytics.js snippet with the visitor's
- * OneTrust consent already resolved at the edge. The object at the bottom is
- * written per request by the Worker; everything else is this file as is. */
+ * OneTrust consent already resolved at the edge. The Worker writes the data
+ * block at the bottom per request; the rest is static/loader.js, minified. */
 (function (edge) {
   "use strict";
   var w = window;
@@ -521,4 +521,4 @@
   } else {
     loadAnalytics();
   }
-})(/*EDGE*/ null);
+})(EDGE_DATA);

@@ -17,8 +17,8 @@ use serde_json::Value;
 use std::sync::OnceLock;
 
 /// The file the loader renders from, split where the data goes.
-const TEMPLATE: &str = include_str!("../../static/loader.js");
-const MARKER: &str = "/*EDGE*/ null";
+const TEMPLATE: &str = include_str!("../../static/loader.min.js");
+const MARKER: &str = "EDGE_DATA";
 
 fuzz_target!(|data: &[u8]| {
     let Some((&choice, data)) = data.split_first() else {

@@ -4,8 +4,8 @@ import { readFileSync } from "node:fs";
 import { before, after, beforeEach } from "node:test";
 import { startStack } from "../../dev/stack.mjs";
 
-const template = readFileSync(new URL("../../static/loader.js", import.meta.url), "utf8");
-const [templateHead, templateTail] = template.split("/*EDGE*/ null");
+const template = readFileSync(new URL("../../static/loader.min.js", import.meta.url), "utf8");
+const [templateHead, templateTail] = template.split("EDGE_DATA");
 
 export const WK = "wk_test_1234567890";
 export const OTHER_WK = "wk_other_0987654321";
@@ -50,7 +50,7 @@ export async function getJson(stack, path, init = {}) {
 
 /** The JSON data block the Worker injected into the loader. */
 export function loaderBlock(js) {
-  assert.ok(js.startsWith(templateHead) && js.endsWith(templateTail), "the loader is static/loader.js around its data");
+  assert.ok(js.startsWith(templateHead) && js.endsWith(templateTail), "the loader is static/loader.min.js around its data");
   return js.slice(templateHead.length, js.length - templateTail.length);
 }
 
