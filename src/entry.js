@@ -4,8 +4,10 @@
 // Tracking posts are the hot path: their headers are read here, in JS, and
 // the post crosses into wasm in one synchronous call (`track_post`), which
 // decides it and starts the upstream fetch; a second call (`track_answer`)
-// turns Segment's answer into the visitor's. Everything else, and any POST
-// that is not a tracking post, goes to the Rust `fetch` handler.
+// turns Segment's answer into the visitor's. The loader (a GET on every page
+// view) is likewise one synchronous call (`loader_get`) once this isolate has
+// the write key's destination list. Everything else, and any POST that is
+// not a tracking post, goes to the Rust `fetch` handler.
 //
 // Every call goes through an instance of worker-build's entrypoint class, so
 // its recovery from a wasm trap (a fresh instance on the next request) covers
@@ -18,6 +20,11 @@ const TRACK_HEADERS = ["origin", "cookie", "sec-gpc", "authorization", "content-
 export default {
   async fetch(request, env, ctx) {
     const edge = new Edge(ctx, env);
+    if (request.method === "GET" && request.url.includes("/loader.js")) {
+      // The loader, when this isolate can render it at once; `undefined` otherwise.
+      const loader = edge.loader_get(env, request, request.headers.get("cookie") ?? undefined, request.headers.get("sec-gpc") ?? undefined);
+      return loader ?? edge.fetch(request);
+    }
     if (request.method !== "POST") return edge.fetch(request);
     const headers = TRACK_HEADERS.map((name) => request.headers.get(name) ?? undefined);
     // `undefined` when the body cannot be read: `track_post` answers that.

@@ -6,6 +6,7 @@
 
 mod analytics;
 mod lists;
+mod loader_route;
 mod track;
 mod upstream;
 
@@ -333,6 +334,11 @@ async fn healthz(config: &Rc<Config>, env: &Env) -> Reply {
 
 fn header(req: &web_sys::Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
+}
+
+/// A reply for the JS entry's synchronous calls.
+fn answer(reply: Reply) -> Result<JsValue, JsValue> {
+    into_response(reply, None).map(JsValue::from)
 }
 
 /// The runtime response for a reply, with the upstream body it passes on.

@@ -6,7 +6,9 @@
 //! bridge and a header read per value. Nothing here decides anything: the
 //! handlers do.
 
-use super::{analytics, config, into_response, lists, log_line, resolve_with, upstream, Passed};
+use super::{
+    analytics, answer, config, into_response, lists, log_line, resolve_with, upstream, Passed,
+};
 use crate::cors::{self, OriginCheck};
 use crate::events::{self, Counts, Enforcer};
 use crate::handlers::{self, TrackHeaders};
@@ -179,8 +181,4 @@ pub fn track_failed(plan: TrackPlan, error: JsValue) -> Result<Response, JsValue
     );
     let reply = handlers::track_reply(plan.counts, Err(failure));
     into_response(cors::with_cors(reply, &plan.cors), None)
-}
-
-fn answer(reply: Reply) -> Result<JsValue, JsValue> {
-    into_response(reply, None).map(JsValue::from)
 }

@@ -1,0 +1,43 @@
+//! `GET {p}/loader.js`, called from the JS entry (`src/entry.js`) in one
+//! synchronous call, as tracking posts are: the loader is render-blocking on
+//! every page view, and the `fetch` handler's request and response
+//! conversions and future-to-promise bridge cost more than rendering it.
+//! Nothing here decides anything.
+
+use super::{answer, config, lists, loader, resolve_with};
+use crate::handlers::{self, KeyedRoute};
+use crate::http::UrlParts;
+use crate::routes::{self, Route};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
+use worker::web_sys::Request;
+use worker::Env;
+
+/// The loader's `Response`, or `undefined` when the `fetch` handler must
+/// answer: another route, or a write key whose destination list this
+/// isolate has not loaded yet (that needs KV, so an `await`).
+#[wasm_bindgen]
+pub fn loader_get(
+    env: Env,
+    request: &Request,
+    cookie: Option<String>,
+    sec_gpc: Option<String>,
+) -> Result<JsValue, JsValue> {
+    let config = config(&env);
+    let url = request.url();
+    let Some(url) = UrlParts::parse(&url) else {
+        return Ok(JsValue::UNDEFINED);
+    };
+    if routes::route(&config.path_prefix, url.path) != Some(Route::Loader) {
+        return Ok(JsValue::UNDEFINED);
+    }
+    let write_key = match handlers::requested_write_key(&config, url.query, KeyedRoute::Loader) {
+        Ok(write_key) => write_key,
+        Err(reply) => return answer(reply),
+    };
+    let Some(list) = lists::cached(write_key) else {
+        return Ok(JsValue::UNDEFINED);
+    };
+    let state = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
+    answer(loader(&config, &env, &url, write_key, &list, &state))
+}
