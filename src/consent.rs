@@ -2,12 +2,13 @@
 //! under the configuration, into a [`ConsentState`]; and from any set of
 //! grants, which destinations may receive data.
 
-use crate::config::{Config, ConsentModel};
+use crate::config::{Config, ConsentModel, Receipts};
 use crate::cookie::OneTrustCookies;
 use crate::destinations::{DestinationSet, MappedDestination, MappingRule};
 use crate::json::{bool_text, ObjectWriter};
 use crate::onetrust;
-use crate::region::is_opt_in_country;
+use crate::region::{country_code, is_opt_in_code};
+use crate::time::is_iso_millis;
 use std::fmt;
 
 /// Anything that says whether a OneTrust group is granted.
@@ -70,6 +71,15 @@ pub struct ConsentState {
     /// The visitor made an explicit choice in the banner: a usable cookie with
     /// `interactionCount` ≥ 1, or a non-empty `OptanonAlertBoxClosed`.
     pub decided: bool,
+    /// When the visitor chose: `OptanonAlertBoxClosed` if it is a time as
+    /// OneTrust writes it (`toISOString`), whatever the source.
+    pub decided_at: Option<String>,
+    /// Under `geo`, the country the model classified (an upper-case code);
+    /// `None` when it is unknown or another model applies.
+    pub country: Option<String>,
+    /// OneTrust's `consentId` from the usable cookie, kept only under
+    /// `RECEIPTS = "with-id"` (it is an identifier).
+    pub consent_id: Option<String>,
     /// Configuration is broken: only the strict group, no destination.
     pub locked_down: bool,
     grants: GroupGrants,
@@ -104,16 +114,19 @@ impl ConsentState {
         signals: RequestSignals<'_>,
     ) -> Self {
         let cookie = cookies.consent.as_ref();
-        let country = cookies.country.as_deref().or(signals.country);
+        let country = (config.consent_model == ConsentModel::Geo)
+            .then(|| country_code(cookies.country.as_deref().or(signals.country)))
+            .flatten();
         let model = match config.consent_model {
             ConsentModel::OptIn => Model::OptIn,
             ConsentModel::OptOut => Model::OptOut,
-            ConsentModel::Geo if is_opt_in_country(country) => Model::OptIn,
+            ConsentModel::Geo if is_opt_in_code(country.as_deref()) => Model::OptIn,
             ConsentModel::Geo => Model::OptOut,
         };
         let gpc = signals.sec_gpc || cookies.gpc;
         let locked_down = config.locked_down();
-        let decided = cookie.is_some_and(|c| c.interaction_count >= 1) || cookies.alert_box_closed;
+        let decided =
+            cookie.is_some_and(|c| c.interaction_count >= 1) || cookies.alert_box_closed.is_some();
 
         let mut grants = match (cookie, model) {
             _ if locked_down => GroupGrants::Only(Vec::new()),
@@ -149,6 +162,15 @@ impl ConsentState {
             gpc,
             awaiting_reconsent: cookie.is_some_and(|c| c.awaiting_reconsent),
             decided,
+            decided_at: cookies
+                .alert_box_closed
+                .as_deref()
+                .filter(|at| is_iso_millis(at))
+                .map(str::to_owned),
+            country,
+            consent_id: cookie
+                .filter(|_| config.receipts == Receipts::WithId)
+                .and_then(|c| c.consent_id.clone()),
             locked_down,
             grants,
             strict_group: config.strict_group.clone(),

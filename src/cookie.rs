@@ -32,8 +32,10 @@ pub struct OneTrustCookies {
     /// The country of `geolocation=CC;REGION`, trimmed and upper-cased: from the
     /// first usable copy, else from any copy (OneTrust writes it before a choice).
     pub country: Option<String>,
-    /// A non-empty `OptanonAlertBoxClosed` cookie: the visitor made a choice.
-    pub alert_box_closed: bool,
+    /// The value of a non-empty `OptanonAlertBoxClosed` cookie (the visitor
+    /// made a choice; OneTrust writes the time of it), percent-decoded as
+    /// any value. Of two copies, the first non-empty one counts.
+    pub alert_box_closed: Option<String>,
 }
 
 /// A usable `OptanonConsent` cookie: at least one group entry reads `:0` or `:1`.
@@ -47,6 +49,8 @@ pub struct OptanonConsent {
     pub interaction_count: u32,
     /// `AwaitingReconsent=true`.
     pub awaiting_reconsent: bool,
+    /// `consentId`: OneTrust's id of the visitor's consent record, as written.
+    pub consent_id: Option<String>,
 }
 
 impl OptanonConsent {
@@ -86,8 +90,12 @@ pub fn parse_cookie_header(header: &[u8]) -> OneTrustCookies {
             } else if unusable_country.is_none() {
                 unusable_country = fields.country;
             }
-        } else if name == ALERT_BOX_CLOSED_COOKIE.as_bytes() {
-            cookies.alert_box_closed |= !value.is_empty();
+        } else if name == ALERT_BOX_CLOSED_COOKIE.as_bytes()
+            && !value.is_empty()
+            && cookies.alert_box_closed.is_none()
+        {
+            let value = String::from_utf8_lossy(value);
+            cookies.alert_box_closed = Some(percent_decode_rounds(&value, true).into_owned());
         }
     }
     if cookies.country.is_none() {
@@ -170,13 +178,14 @@ impl ConsentFields {
         fields
     }
 
-    const NAMES: [&'static str; 6] = [
+    const NAMES: [&'static str; 7] = [
         "groups",
         "isGpcEnabled",
         "browserGpcFlag",
         "interactionCount",
         "geolocation",
         "AwaitingReconsent",
+        "consentId",
     ];
 
     fn read(&mut self, name: &str, value: &str) {
@@ -194,6 +203,7 @@ impl ConsentFields {
                 self.country = (!country.is_empty()).then(|| country.to_ascii_uppercase());
             }
             "AwaitingReconsent" => self.consent.awaiting_reconsent = value == "true",
+            "consentId" if !value.is_empty() => self.consent.consent_id = Some(value.to_owned()),
             _ => {}
         }
     }
@@ -363,7 +373,57 @@ mod tests {
         assert_eq!(cookies.country.as_deref(), Some("US"));
         assert!(c.awaiting_reconsent);
         assert!(!cookies.gpc);
-        assert!(cookies.alert_box_closed);
+        assert_eq!(
+            cookies.alert_box_closed.as_deref(),
+            Some("2023-03-28T02:48:10.123Z")
+        );
+        assert_eq!(
+            c.consent_id.as_deref(),
+            Some("6fcfe4fe-8de9-4101-bdf9-5dad0faf2611")
+        );
+    }
+
+    #[test]
+    fn the_alert_box_cookie_keeps_its_first_non_empty_value_decoded() {
+        let closed = |header: &str| parse_cookie_header(header.as_bytes()).alert_box_closed;
+        assert_eq!(closed("OptanonAlertBoxClosed="), None, "empty is no choice");
+        assert_eq!(closed("x=1"), None);
+        assert_eq!(
+            closed("OptanonAlertBoxClosed=2026-11-23T09%3A00%3A00.000Z").as_deref(),
+            Some("2026-11-23T09:00:00.000Z")
+        );
+        assert_eq!(
+            closed("OptanonAlertBoxClosed=2026-11-23T09%253A00%253A00.000Z").as_deref(),
+            Some("2026-11-23T09:00:00.000Z"),
+            "encoded twice"
+        );
+        assert_eq!(
+            closed("OptanonAlertBoxClosed=; OptanonAlertBoxClosed=yes; OptanonAlertBoxClosed=no")
+                .as_deref(),
+            Some("yes")
+        );
+        assert_eq!(
+            closed("OptanonAlertBoxClosed=%zz%").as_deref(),
+            Some("%zz%"),
+            "an invalid escape is kept literally"
+        );
+    }
+
+    #[test]
+    fn the_consent_id_comes_from_the_first_usable_copy() {
+        let id = |header: &str| consent_of(header).and_then(|c| c.consent_id);
+        assert_eq!(
+            id("OptanonConsent=consentId=a%2Db&groups=C0001:1; OptanonConsent=consentId=c&groups=C0001:1")
+                .as_deref(),
+            Some("a-b")
+        );
+        assert_eq!(id("OptanonConsent=consentId=&groups=C0001:1"), None);
+        assert_eq!(id("OptanonConsent=groups=C0001:1"), None);
+        assert_eq!(
+            id("OptanonConsent=consentId=x&groups=; OptanonConsent=groups=C0001:1"),
+            None,
+            "an unusable copy gives no field"
+        );
     }
 
     #[test]

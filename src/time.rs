@@ -1,17 +1,35 @@
-//! RFC 3339 timestamps (UTC, second precision) from and to Unix milliseconds,
-//! without a date crate in the Worker.
+//! RFC 3339 timestamps (UTC) from and to Unix milliseconds, without a date
+//! crate in the Worker.
 
 /// `2026-11-25T10:00:00Z` for `ms` since the Unix epoch.
 pub fn format_rfc3339(ms: u64) -> String {
+    format(ms, "")
+}
+
+/// `2026-11-25T10:00:00.123Z`: what JavaScript's `Date.prototype.toISOString`
+/// writes for `ms` since the epoch (years 1970 to 9999).
+pub fn format_iso_millis(ms: u64) -> String {
+    format(ms, &format!(".{:03}", ms % 1000))
+}
+
+fn format(ms: u64, fraction: &str) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Whether `s` is a time exactly as `toISOString` writes it (as OneTrust
+/// stores `OptanonAlertBoxClosed`): a real calendar date and time, three
+/// fraction digits, `Z`. It must read back to itself, which rules out
+/// `2026-02-30`, a leap second `:60`, other precisions and offsets.
+pub fn is_iso_millis(s: &str) -> bool {
+    parse_rfc3339(s).is_some_and(|ms| format_iso_millis(ms) == s)
 }
 
 /// Milliseconds since the epoch for `YYYY-MM-DDTHH:MM:SS[.fff]Z`; `None` otherwise.
@@ -113,6 +131,37 @@ mod tests {
             parse_rfc3339("2026-11-25T09:54:56.7Z"),
             Some(1_795_600_496_700)
         );
+    }
+
+    #[test]
+    fn iso_millis_is_what_to_iso_string_writes_and_nothing_else() {
+        assert_eq!(
+            format_iso_millis(1_795_600_496_789),
+            "2026-11-25T09:54:56.789Z"
+        );
+        assert_eq!(format_iso_millis(0), "1970-01-01T00:00:00.000Z");
+        for s in ["2026-11-23T09:00:00.000Z", "2024-02-29T23:59:59.999Z"] {
+            assert!(is_iso_millis(s), "{s}");
+        }
+        for s in [
+            "2026-11-23T09:00:00Z",
+            "2026-11-23T09:00:00.0Z",
+            "2026-11-23T09:00:00.0000Z",
+            "2026-02-30T09:00:00.000Z",
+            "2025-02-29T09:00:00.000Z",
+            "2026-11-23T09:00:60.000Z",
+            "2026-11-23T24:00:00.000Z",
+            "2026-11-23t09:00:00.000z",
+            "2026-11-23 09:00:00.000Z",
+            "2026-11-23T09:00:00.000+01:00",
+            " 2026-11-23T09:00:00.000Z",
+            "1969-12-31T23:59:59.999Z",
+            "+012026-11-23T09:00:00.000Z",
+            "true",
+            "",
+        ] {
+            assert!(!is_iso_millis(s), "{s}");
+        }
     }
 
     #[test]

@@ -47,6 +47,7 @@ impl TrackPlan {
 #[allow(clippy::too_many_arguments)]
 pub fn track_post(
     env: Env,
+    ctx: worker_sys::Context,
     request: &Request,
     origin: Option<String>,
     cookie: Option<String>,
@@ -87,14 +88,19 @@ pub fn track_post(
         Some(wk) => match lists::cached(wk) {
             Some(list) => list,
             // Loaded and still not fresh: not expected, but never ask twice.
-            None if list_loaded => lists::Loaded::failsafe(),
+            None if list_loaded => lists::Loaded::failsafe(&config),
             None => return Ok(JsValue::from_str(wk)),
         },
-        None => lists::Loaded::failsafe(),
+        None => lists::Loaded::failsafe(&config),
     };
     let state = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
+    let keyed = parsed.write_key().is_some();
     let enforced = Enforcer::new(&config, &list.set, &state, client_ip.as_deref()).enforce(parsed);
     let counts = enforced.counts;
+    if keyed && counts.forwarded > 0 {
+        // Receipts went out naming these rules.
+        lists::store_rules_in_background(&config, &env, &Context::new(ctx), &list.set);
+    }
     let headers = TrackHeaders {
         content_type: content_type.as_deref(),
         authorization: authorization.as_deref(),
