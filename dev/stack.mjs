@@ -34,8 +34,8 @@ function pages() {
   return out;
 }
 
-/** Miniflare options for the built Worker alone. */
-export function edgeWorker({ vars = {}, outbound, name = "edge" } = {}) {
+/** Miniflare options for the built Worker alone; `kvOps`: its KV binding goes through dev/kv-ops.mjs. */
+export function edgeWorker({ vars = {}, outbound, name = "edge", kvOps = false } = {}) {
   if (!existsSync(join(buildDir, "entry.js"))) throw new Error("build/entry.js is missing: run `make build` first");
   return {
     name,
@@ -47,7 +47,7 @@ export function edgeWorker({ vars = {}, outbound, name = "edge" } = {}) {
       { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
     compatibilityDate: "2026-04-01",
-    kvNamespaces: ["DESTINATIONS"],
+    ...(kvOps ? { wrappedBindings: { DESTINATIONS: { scriptName: "kv-ops" } } } : { kvNamespaces: ["DESTINATIONS"] }),
     bindings: vars,
     outboundService: outbound,
   };
@@ -55,9 +55,10 @@ export function edgeWorker({ vars = {}, outbound, name = "edge" } = {}) {
 
 /**
  * Starts the stack. `vars` override wrangler.toml's; `cf` is the request
- * metadata workerd reports (country…); `port` 0 picks a free one.
+ * metadata workerd reports (country…); `port` 0 picks a free one; `kvOps`
+ * records the Worker's every KV get, put and delete (`stack.kvOps()`).
  */
-export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, kvPersist = false, segment } = {}) {
+export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, kvPersist = false, segment, kvOps = false } = {}) {
   const allVars = { ...wranglerVars(), ...vars };
   const ownSegment = !segment;
   segment ??= await startFakeSegment();
@@ -78,7 +79,10 @@ export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, 
         bindings: { PAGES: pages(), PREFIX: allVars.PATH_PREFIX ?? "/edge" },
         serviceBindings: { EDGE: "edge", SEGMENT: outbound },
       },
-      edgeWorker({ vars: allVars, outbound }),
+      edgeWorker({ vars: allVars, outbound, kvOps }),
+      ...(kvOps
+        ? [{ name: "kv-ops", modules: true, scriptPath: join(root, "dev", "kv-ops.mjs"), kvNamespaces: { INNER: "DESTINATIONS", OPS: "KV_OPS" } }]
+        : []),
     ],
   });
   const url = await mf.ready;
@@ -93,7 +97,19 @@ export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, 
       return edge.scheduled({ cron: CRON });
     },
     async kv() {
-      return mf.getKVNamespace("DESTINATIONS", "edge");
+      return kvOps ? mf.getKVNamespace("INNER", "kv-ops") : mf.getKVNamespace("DESTINATIONS", "edge");
+    },
+    /** With `kvOps`: the Worker's KV operations so far, as [op, key] in no particular order. */
+    async kvOps() {
+      const ops = await mf.getKVNamespace("OPS", "kv-ops");
+      const names = [];
+      let cursor;
+      do {
+        const page = await ops.list({ cursor });
+        names.push(...page.keys.map((k) => k.name));
+        cursor = page.list_complete ? undefined : page.cursor;
+      } while (cursor);
+      return names.map((name) => name.split("|").slice(0, 2));
     },
     async dispose() {
       await mf.dispose();
