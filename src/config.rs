@@ -409,6 +409,18 @@ impl Config {
     pub fn default_write_key(&self) -> Option<&str> {
         self.write_keys.first().map(String::as_str)
     }
+
+    /// For unit tests: `[vars]`-style pairs, serving the write key `wk`
+    /// unless they set `WRITE_KEYS`.
+    #[cfg(test)]
+    pub(crate) fn for_test(vars: &[(&str, &str)]) -> Config {
+        Config::from_vars(|key| {
+            vars.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| (key == "WRITE_KEYS").then(|| "wk".to_owned()))
+        })
+    }
 }
 
 /// Comma-separated values, trimmed, empty ones dropped.

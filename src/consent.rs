@@ -384,16 +384,7 @@ mod tests {
     use crate::destinations::Destination;
 
     fn config(vars: &[(&str, &str)]) -> Config {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_vars(|key| {
-            vars.iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .or_else(|| (key == "WRITE_KEYS").then(|| "wk".to_owned()))
-        })
+        Config::for_test(vars)
     }
 
     fn state(config: &Config, cookie: &str, sec_gpc: bool, country: Option<&str>) -> ConsentState {

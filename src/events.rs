@@ -310,9 +310,11 @@ impl<'a> Enforcer<'a> {
         }
     }
 
-    /// Room for a rewritten body: what came, plus the destination keys.
+    /// Room for a rewritten body: what came, plus the destination keys and
+    /// the receipt.
     fn output_capacity(&self, events: usize, bytes: usize) -> usize {
-        bytes + events * (256 + self.set.destinations().len() * 32)
+        let receipt = self.receipt.as_ref().map_or(0, Vec::len);
+        bytes + events * (256 + receipt + self.set.destinations().len() * 32)
     }
 
     fn enforce_batch(

@@ -526,11 +526,7 @@ mod tests {
             body["writeKeys"]["wk_two…"]["rules"],
             serde_json::Value::Null
         );
-        let off = Config::from_vars(|k| match k {
-            "WRITE_KEYS" => Some("wk".to_owned()),
-            "RECEIPTS" => Some("off".to_owned()),
-            _ => None,
-        });
+        let off = Config::for_test(&[("RECEIPTS", "off")]);
         let body: serde_json::Value =
             serde_json::from_slice(healthz(&off, &keys, 0).bytes()).unwrap();
         assert_eq!(
@@ -548,12 +544,7 @@ mod tests {
             country: Some("US"),
         };
         let answer = |receipts: &str| {
-            let config = Config::from_vars(|k| match k {
-                "WRITE_KEYS" => Some("wk".to_owned()),
-                "CONSENT_MODEL" => Some("geo".to_owned()),
-                "RECEIPTS" => Some(receipts.to_owned()),
-                _ => None,
-            });
+            let config = Config::for_test(&[("CONSENT_MODEL", "geo"), ("RECEIPTS", receipts)]);
             let set = DestinationSet::new(&[], &config);
             let state = resolve(&config, visitor);
             let reply = consent(&config, &set, &state, None);

@@ -131,12 +131,7 @@ mod tests {
     const CLOSED: &str = "OptanonAlertBoxClosed=2026-11-23T09:00:00.000Z";
 
     fn config(vars: &[(&str, &str)]) -> Config {
-        Config::from_vars(|key| {
-            vars.iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.to_string())
-                .or_else(|| (key == "WRITE_KEYS").then(|| "wk".to_owned()))
-        })
+        Config::for_test(vars)
     }
 
     /// The receipt for a request, as the proxy stamps it.

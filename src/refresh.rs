@@ -367,8 +367,7 @@ mod tests {
 
     #[test]
     fn a_rules_snapshot_is_written_once_under_its_digest() {
-        let config = crate::config::Config::from_vars(|k| (k == "WRITE_KEYS").then(|| "wk".into()));
-        let rules = Rules::new(&config, &[]);
+        let rules = Rules::new(&crate::config::Config::for_test(&[]), &[]);
         let store = MemoryStore::default();
         assert_eq!(block_on(store_rules(&store, &rules)), Ok(Snapshot::Written));
         assert_eq!(

@@ -29,7 +29,6 @@ use crate::categories::GroupMap;
 use crate::config::Config;
 use crate::destinations::Destination;
 use crate::json::{write_str, ObjectWriter};
-use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -39,7 +38,7 @@ const FORM_VERSION: &[u8] = b"1";
 const RETRY_MS: u64 = 60_000;
 
 /// The first 8 bytes of a snapshot's SHA-256: 16 lowercase hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RulesDigest([u8; 8]);
 
 impl RulesDigest {
@@ -133,18 +132,16 @@ fn write_settings(out: &mut Vec<u8>, config: &Config) {
     w.finish();
 }
 
-/// The list as the Worker maps it: a repeated creationName counts once, the
-/// first time (as in [`crate::destinations::DestinationSet`]); then sorted.
+/// The list as the Worker maps it, sorted: a repeated creationName counts
+/// once, the first time (as in [`crate::destinations::DestinationSet`]).
 fn write_destinations(out: &mut Vec<u8>, list: &[Destination]) {
-    let mut kept: Vec<&Destination> = list.iter().collect();
-    // Stable: of equal creationNames, the first in the list stays first and is kept.
-    kept.sort_by(|a, b| a.creation_name.cmp(&b.creation_name));
-    kept.dedup_by(|later, first| later.creation_name == first.creation_name);
     out.push(b'[');
-    for (i, d) in kept.iter().enumerate() {
+    let order = by_name(list.iter().map(|d| d.creation_name.as_str()));
+    for (i, &(_, at)) in once_each(&order).enumerate() {
         if i > 0 {
             out.push(b',');
         }
+        let d = &list[at];
         let mut w = ObjectWriter::new(out);
         w.str("category", &d.category);
         write_set(
@@ -161,22 +158,18 @@ fn write_destinations(out: &mut Vec<u8>, list: &[Destination]) {
 /// `{"name":["group",…],…}`: a destination needs all its groups, so each
 /// list is a set.
 fn write_group_map(out: &mut Vec<u8>, map: &GroupMap) {
-    let mut entries: Vec<(&str, &[String])> = map.iter().collect();
-    entries.sort_by_key(|(name, _)| *name);
+    let entries: Vec<(&str, &[String])> = map.iter().collect();
     let mut w = ObjectWriter::new(out);
-    for (name, groups) in entries {
-        write_set(w.key(name), groups.iter().map(String::as_str));
+    for &(name, at) in once_each(&by_name(entries.iter().map(|(name, _)| *name))) {
+        write_set(w.key(name), entries[at].1.iter().map(String::as_str));
     }
     w.finish();
 }
 
 /// A JSON array of strings, sorted, each once.
 fn write_set<'s>(out: &mut Vec<u8>, items: impl Iterator<Item = &'s str>) {
-    let mut items: Vec<&str> = items.collect();
-    items.sort_unstable();
-    items.dedup();
     out.push(b'[');
-    for (i, item) in items.into_iter().enumerate() {
+    for (i, &(item, _)) in once_each(&by_name(items)).enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -185,12 +178,31 @@ fn write_set<'s>(out: &mut Vec<u8>, items: impl Iterator<Item = &'s str>) {
     out.push(b']');
 }
 
+/// Each name with its position, in byte order of the names, equal names in
+/// their order. The one sort of the canonical form (one instantiation of it
+/// in the Worker, which pays for code size).
+fn by_name<'a>(names: impl Iterator<Item = &'a str>) -> Vec<(&'a str, usize)> {
+    let mut sorted: Vec<(&str, usize)> = names.enumerate().map(|(at, n)| (n, at)).collect();
+    sorted.sort_unstable();
+    sorted
+}
+
+/// The first of each run of equal names.
+fn once_each<'s, 'a>(sorted: &'s [(&'a str, usize)]) -> impl Iterator<Item = &'s (&'a str, usize)> {
+    sorted
+        .iter()
+        .enumerate()
+        .filter(|(i, (name, _))| *i == 0 || sorted[i - 1].0 != *name)
+        .map(|(_, entry)| entry)
+}
+
 /// Which snapshots an isolate has put in KV. Each digest's snapshot is stored
 /// on its first use, not once per request (KV takes one write per second per
 /// key); one that could not be stored is tried again a minute later.
 #[derive(Debug, Default)]
 pub struct SnapshotLedger {
-    stages: FxHashMap<RulesDigest, Stage>,
+    /// A few digests per write key over an isolate's life: a list will do.
+    stages: Vec<(RulesDigest, Stage)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,13 +216,13 @@ impl SnapshotLedger {
     /// Whether the caller is to store `digest`'s snapshot now; if so, no
     /// other caller is until it [`settle`](Self::settle)s.
     pub fn claim(&mut self, digest: RulesDigest, now_ms: u64) -> bool {
-        let due = match self.stages.get(&digest) {
+        let due = match self.stage(digest) {
             None => true,
-            Some(Stage::Failed { at_ms }) => now_ms.saturating_sub(*at_ms) >= RETRY_MS,
+            Some(Stage::Failed { at_ms }) => now_ms.saturating_sub(at_ms) >= RETRY_MS,
             Some(Stage::Storing | Stage::Stored) => false,
         };
         if due {
-            self.stages.insert(digest, Stage::Storing);
+            self.set(digest, Stage::Storing);
         }
         due
     }
@@ -222,7 +234,21 @@ impl SnapshotLedger {
         } else {
             Stage::Failed { at_ms: now_ms }
         };
-        self.stages.insert(digest, stage);
+        self.set(digest, stage);
+    }
+
+    fn stage(&self, digest: RulesDigest) -> Option<Stage> {
+        self.stages
+            .iter()
+            .find(|(d, _)| *d == digest)
+            .map(|&(_, stage)| stage)
+    }
+
+    fn set(&mut self, digest: RulesDigest, stage: Stage) {
+        match self.stages.iter_mut().find(|(d, _)| *d == digest) {
+            Some(entry) => entry.1 = stage,
+            None => self.stages.push((digest, stage)),
+        }
     }
 }
 
@@ -232,12 +258,7 @@ mod tests {
     use serde_json::Value;
 
     fn config(vars: &[(&str, &str)]) -> Config {
-        Config::from_vars(|key| {
-            vars.iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.to_string())
-                .or_else(|| (key == "WRITE_KEYS").then(|| "wk".to_owned()))
-        })
+        Config::for_test(vars)
     }
 
     fn d(name: &str, creation_name: &str, category: &str, consent: &[&str]) -> Destination {

@@ -1,79 +1,135 @@
 //! RFC 3339 timestamps (UTC) from and to Unix milliseconds, without a date
 //! crate in the Worker.
 
+use std::fmt::Write;
+
 /// `2026-11-25T10:00:00Z` for `ms` since the Unix epoch.
 pub fn format_rfc3339(ms: u64) -> String {
-    format(ms, "")
+    format(ms, false)
 }
 
 /// `2026-11-25T10:00:00.123Z`: what JavaScript's `Date.prototype.toISOString`
 /// writes for `ms` since the epoch (years 1970 to 9999).
 pub fn format_iso_millis(ms: u64) -> String {
-    format(ms, &format!(".{:03}", ms % 1000))
+    format(ms, true)
 }
 
-fn format(ms: u64, fraction: &str) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+fn format(ms: u64, millis: bool) -> String {
+    let f = Fields::of_ms(ms);
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        f.year, f.month, f.day, f.hour, f.minute, f.second
+    );
+    if millis {
+        let _ = write!(out, ".{:03}", f.millis);
+    }
+    out.push('Z');
+    out
 }
 
 /// Whether `s` is a time exactly as `toISOString` writes it (as OneTrust
-/// stores `OptanonAlertBoxClosed`): a real calendar date and time, three
-/// fraction digits, `Z`. It must read back to itself, which rules out
-/// `2026-02-30`, a leap second `:60`, other precisions and offsets.
+/// stores `OptanonAlertBoxClosed`): three fraction digits, `Z`, and a real
+/// calendar date and time: it must read back to itself, which rules out
+/// `2026-02-30` and a leap second `:60`. No allocation: it runs per request.
 pub fn is_iso_millis(s: &str) -> bool {
-    parse_rfc3339(s).is_some_and(|ms| format_iso_millis(ms) == s)
+    s.len() == 24
+        && s.as_bytes()[19] == b'.'
+        && Fields::read(s).is_some_and(|f| Fields::of_ms(f.ms()) == f)
 }
 
 /// Milliseconds since the epoch for `YYYY-MM-DDTHH:MM:SS[.fff]Z`; `None` otherwise.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    if *b.last()? != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u64> {
-        let part = s.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let fraction = &s[19..s.len() - 1];
-    let millis = match fraction.strip_prefix('.') {
-        None if fraction.is_empty() => 0,
-        Some(digits) if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) => {
-            format!("{digits:0<3}")[..3].parse().ok()?
+    Fields::read(s).map(Fields::ms)
+}
+
+/// An instant's calendar fields, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fields {
+    year: u64,
+    month: u64,
+    day: u64,
+    hour: u64,
+    minute: u64,
+    second: u64,
+    millis: u64,
+}
+
+impl Fields {
+    fn of_ms(ms: u64) -> Fields {
+        let secs = ms / 1000;
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        let (year, month, day) = civil_from_days(days as i64);
+        Fields {
+            year: year as u64,
+            month: month.into(),
+            day: day.into(),
+            hour: rem / 3600,
+            minute: rem % 3600 / 60,
+            second: rem % 60,
+            millis: ms % 1000,
         }
-        _ => return None,
-    };
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-        || year < 1970
-    {
-        return None;
     }
-    let days = days_from_civil(year as i64, month as u32, day as u32);
-    Some(((days as u64 * 86_400) + hour * 3600 + minute * 60 + second) * 1000 + millis)
+
+    fn ms(self) -> u64 {
+        let days = days_from_civil(self.year as i64, self.month as u32, self.day as u32);
+        ((days as u64 * 86_400) + self.hour * 3600 + self.minute * 60 + self.second) * 1000
+            + self.millis
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.f…]Z` as written, each field in its range (a
+    /// day up to 31 in any month, a second up to 60), the year from 1970.
+    fn read(s: &str) -> Option<Fields> {
+        let b = s.as_bytes();
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        if *b.last()? != b'Z' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u64> {
+            let part = s.get(r)?;
+            part.bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| part.parse().ok())?
+        };
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let fraction = &s[19..s.len() - 1];
+        let millis = match fraction.strip_prefix('.') {
+            None if fraction.is_empty() => 0,
+            Some(digits) if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) => {
+                // The first three digits, as milliseconds: ".7" is 700.
+                (0..3).fold(0, |ms, i| {
+                    ms * 10 + digits.as_bytes().get(i).map_or(0, |d| u64::from(d - b'0'))
+                })
+            }
+            _ => return None,
+        };
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+            || year < 1970
+        {
+            return None;
+        }
+        Some(Fields {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            millis,
+        })
+    }
 }
 
 // Howard Hinnant's civil calendar algorithms (public domain).
