@@ -8,7 +8,6 @@ use crate::destinations::{DestinationSet, MappedDestination, MappingRule};
 use crate::json::{bool_text, ObjectWriter};
 use crate::onetrust;
 use crate::region::{country_code, is_opt_in_code};
-use crate::time::is_iso_millis;
 use std::fmt;
 
 /// Anything that says whether a OneTrust group is granted.
@@ -71,9 +70,9 @@ pub struct ConsentState {
     /// The visitor made an explicit choice in the banner: a usable cookie with
     /// `interactionCount` ≥ 1, or a non-empty `OptanonAlertBoxClosed`.
     pub decided: bool,
-    /// When the visitor chose: `OptanonAlertBoxClosed` if it is a time as
-    /// OneTrust writes it (`toISOString`), whatever the source.
-    pub decided_at: Option<String>,
+    /// When the visitor chose (ms since the epoch): `OptanonAlertBoxClosed`
+    /// if it is a time as OneTrust writes it (`toISOString`), whatever the source.
+    pub decided_at_ms: Option<u64>,
     /// Under `geo`, the country the model classified (an upper-case code);
     /// `None` when it is unknown or another model applies.
     pub country: Option<String>,
@@ -162,11 +161,7 @@ impl ConsentState {
             gpc,
             awaiting_reconsent: cookie.is_some_and(|c| c.awaiting_reconsent),
             decided,
-            decided_at: cookies
-                .alert_box_closed
-                .as_deref()
-                .filter(|at| is_iso_millis(at))
-                .map(str::to_owned),
+            decided_at_ms: cookies.alert_box_closed.and_then(|closed| closed.at_ms),
             country,
             consent_id: cookie
                 .filter(|_| config.receipts == Receipts::WithId)

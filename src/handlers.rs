@@ -240,7 +240,7 @@ pub fn healthz(config: &Config, keys: &[(&str, KeyHealth)], now_ms: u64) -> Repl
                 None => refresh.extend_from_slice(b"null"),
             }
             let rules = health.rules.filter(|_| config.receipts != Receipts::Off);
-            h.str_or_null("rules", rules.map(|d| d.to_string()).as_deref());
+            h.str_or_null("rules", rules.as_ref().map(RulesDigest::as_str));
             h.finish();
         }
         kw.finish();

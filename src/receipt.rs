@@ -11,6 +11,7 @@ use crate::config::{Config, Receipts};
 use crate::consent::{ConsentState, Source};
 use crate::json::ObjectWriter;
 use crate::rules::RulesDigest;
+use crate::time::write_iso_millis;
 
 /// The receipt format's version: `v`.
 const FORMAT_VERSION: &[u8] = b"1";
@@ -62,7 +63,8 @@ pub enum ConsentIdField<'s> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt<'s> {
     pub source: ReceiptSource,
-    pub decided_at: Option<&'s str>,
+    /// In milliseconds since the epoch; written as `toISOString` writes it.
+    pub decided_at_ms: Option<u64>,
     pub gpc: bool,
     pub country: Option<&'s str>,
     pub rules: RulesDigest,
@@ -82,7 +84,7 @@ impl<'s> Receipt<'s> {
         };
         Some(Receipt {
             source: ReceiptSource::of(state),
-            decided_at: state.decided_at.as_deref(),
+            decided_at_ms: state.decided_at_ms,
             gpc: state.gpc,
             country: state.country.as_deref(),
             rules,
@@ -95,10 +97,18 @@ impl<'s> Receipt<'s> {
         let mut w = ObjectWriter::new(out);
         w.key("v").extend_from_slice(FORMAT_VERSION);
         w.str("source", self.source.as_str());
-        w.str_or_null("decidedAt", self.decided_at);
+        match self.decided_at_ms {
+            Some(ms) => {
+                let out = w.key("decidedAt");
+                out.push(b'"');
+                write_iso_millis(out, ms);
+                out.push(b'"');
+            }
+            None => w.key("decidedAt").extend_from_slice(b"null"),
+        }
         w.bool("gpc", self.gpc);
         w.str_or_null("country", self.country);
-        w.str("rules", &self.rules.to_string());
+        w.str("rules", self.rules.as_str());
         if let ConsentIdField::Stamped(id) = self.consent_id {
             w.str_or_null("consentId", id);
         }
@@ -192,7 +202,7 @@ mod tests {
         let text = String::from_utf8(
             Receipt {
                 source: ReceiptSource::Choice,
-                decided_at: Some("2026-11-23T09:00:00.000Z"),
+                decided_at_ms: crate::time::parse_iso_millis("2026-11-23T09:00:00.000Z"),
                 gpc: false,
                 country: Some("DE"),
                 rules: RulesDigest::parse("0123456789abcdef").unwrap(),

@@ -37,30 +37,33 @@ const FORM_VERSION: &[u8] = b"1";
 /// A snapshot that could not be stored is tried again after this long.
 const RETRY_MS: u64 = 60_000;
 
-/// The first 8 bytes of a snapshot's SHA-256: 16 lowercase hex digits.
+/// The first 8 bytes of a snapshot's SHA-256, kept as the 16 lowercase hex
+/// digits every use writes (each receipt: no formatting per request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RulesDigest([u8; 8]);
+pub struct RulesDigest([u8; 16]);
 
 impl RulesDigest {
     pub fn of(canonical: &[u8]) -> RulesDigest {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let hash = Sha256::digest(canonical);
-        let mut digest = [0; 8];
-        digest.copy_from_slice(&hash[..8]);
-        RulesDigest(digest)
+        let mut hex = [0; 16];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(&hash[..8]) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        RulesDigest(hex)
     }
 
     /// Exactly 16 lowercase hex digits, as the digest is written; anything
     /// else (uppercase, another length, a path) names no snapshot.
     pub fn parse(text: &str) -> Option<RulesDigest> {
-        let is_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-        if text.len() != 16 || !text.bytes().all(is_hex) {
-            return None;
-        }
-        let mut digest = [0; 8];
-        for (i, byte) in digest.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(RulesDigest(digest))
+        let is_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+        let hex: [u8; 16] = text.as_bytes().try_into().ok()?;
+        hex.iter().all(is_hex).then_some(RulesDigest(hex))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
     }
 
     /// The KV key its snapshot is stored under.
@@ -71,7 +74,7 @@ impl RulesDigest {
 
 impl fmt::Display for RulesDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        f.write_str(self.as_str())
     }
 }
 

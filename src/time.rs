@@ -1,40 +1,52 @@
 //! RFC 3339 timestamps (UTC) from and to Unix milliseconds, without a date
 //! crate in the Worker.
 
-use std::fmt::Write;
-
 /// `2026-11-25T10:00:00Z` for `ms` since the Unix epoch.
 pub fn format_rfc3339(ms: u64) -> String {
-    format(ms, false)
+    let mut out = Vec::with_capacity(20);
+    write(&mut out, ms, false);
+    String::from_utf8(out).expect("digits and separators are ASCII")
 }
 
-/// `2026-11-25T10:00:00.123Z`: what JavaScript's `Date.prototype.toISOString`
-/// writes for `ms` since the epoch (years 1970 to 9999).
-pub fn format_iso_millis(ms: u64) -> String {
-    format(ms, true)
+/// Appends `2026-11-25T10:00:00.123Z`: what JavaScript's
+/// `Date.prototype.toISOString` writes for `ms` since the epoch (years 1970
+/// to 9999). Digit by digit: it runs per request, where `format!` costs.
+pub fn write_iso_millis(out: &mut Vec<u8>, ms: u64) {
+    write(out, ms, true);
 }
 
-fn format(ms: u64, millis: bool) -> String {
+fn write(out: &mut Vec<u8>, ms: u64, millis: bool) {
     let f = Fields::of_ms(ms);
-    let mut out = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        f.year, f.month, f.day, f.hour, f.minute, f.second
-    );
+    let mut digits = |n: u64, width: u32, then: u8| {
+        for place in (0..width).rev() {
+            out.push(b'0' + (n / 10u64.pow(place) % 10) as u8);
+        }
+        out.push(then);
+    };
+    digits(f.year, 4, b'-');
+    digits(f.month, 2, b'-');
+    digits(f.day, 2, b'T');
+    digits(f.hour, 2, b':');
+    digits(f.minute, 2, b':');
     if millis {
-        let _ = write!(out, ".{:03}", f.millis);
+        digits(f.second, 2, b'.');
+        digits(f.millis, 3, b'Z');
+    } else {
+        digits(f.second, 2, b'Z');
     }
-    out.push('Z');
-    out
 }
 
-/// Whether `s` is a time exactly as `toISOString` writes it (as OneTrust
-/// stores `OptanonAlertBoxClosed`): three fraction digits, `Z`, and a real
-/// calendar date and time: it must read back to itself, which rules out
-/// `2026-02-30` and a leap second `:60`. No allocation: it runs per request.
-pub fn is_iso_millis(s: &str) -> bool {
-    s.len() == 24
-        && s.as_bytes()[19] == b'.'
-        && Fields::read(s).is_some_and(|f| Fields::of_ms(f.ms()) == f)
+/// Milliseconds since the epoch for a time written exactly as `toISOString`
+/// writes it (as OneTrust stores `OptanonAlertBoxClosed`): three fraction
+/// digits, `Z`, and a real calendar date and time — it must read back to
+/// itself, which rules out `2026-02-30` and a leap second `:60`.
+pub fn parse_iso_millis(s: &str) -> Option<u64> {
+    if s.len() != 24 || s.as_bytes()[19] != b'.' {
+        return None;
+    }
+    let fields = Fields::read(s)?;
+    let ms = fields.ms();
+    (Fields::of_ms(ms) == fields).then_some(ms)
 }
 
 /// Milliseconds since the epoch for `YYYY-MM-DDTHH:MM:SS[.fff]Z`; `None` otherwise.
@@ -191,13 +203,18 @@ mod tests {
 
     #[test]
     fn iso_millis_is_what_to_iso_string_writes_and_nothing_else() {
-        assert_eq!(
-            format_iso_millis(1_795_600_496_789),
-            "2026-11-25T09:54:56.789Z"
-        );
-        assert_eq!(format_iso_millis(0), "1970-01-01T00:00:00.000Z");
+        let iso = |ms| {
+            let mut out = Vec::new();
+            write_iso_millis(&mut out, ms);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(iso(1_795_600_496_789), "2026-11-25T09:54:56.789Z");
+        assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
         for s in ["2026-11-23T09:00:00.000Z", "2024-02-29T23:59:59.999Z"] {
-            assert!(is_iso_millis(s), "{s}");
+            let ms = parse_iso_millis(s).unwrap();
+            assert_eq!(iso(ms), s);
+            assert_eq!(parse_rfc3339(s), Some(ms));
         }
         for s in [
             "2026-11-23T09:00:00Z",
@@ -216,7 +233,7 @@ mod tests {
             "true",
             "",
         ] {
-            assert!(!is_iso_millis(s), "{s}");
+            assert_eq!(parse_iso_millis(s), None, "{s}");
         }
     }
 
