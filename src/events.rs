@@ -512,7 +512,8 @@ impl<'a> Enforcer<'a> {
         extend: bool,
     ) {
         // Under MODE=integrations the receipt alone makes a `consent`.
-        let stamps = extend && (self.config.mode.stamps_context() || self.receipt.is_some());
+        let writes_consent =
+            extend && (self.config.mode.stamps_context() || self.receipt.is_some());
         let consent = context.and_then(|c| c.object("consent"));
         let mut w = ObjectWriter::new(out);
         let mut has_ip = false;
@@ -521,8 +522,8 @@ impl<'a> Enforcer<'a> {
                 "consent" if consent.is_some() => {
                     self.write_consent(consent, decided, w.key_of(entry), extend)
                 }
-                // A null consent is replaced when stamping.
-                "consent" if stamps => {}
+                // A null consent is replaced when writing one.
+                "consent" if writes_consent => {}
                 "ip" => {
                     has_ip = true;
                     w.entry(entry);
@@ -530,7 +531,7 @@ impl<'a> Enforcer<'a> {
                 _ => w.entry(entry),
             }
         }
-        if stamps && consent.is_none() {
+        if writes_consent && consent.is_none() {
             self.write_consent(None, decided, w.key("consent"), true);
         }
         if let (Some(ip), false, true) = (self.client_ip, has_ip, extend) {
