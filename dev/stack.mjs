@@ -59,8 +59,11 @@ function metricsBinding(metrics) {
   }
 }
 
-/** Miniflare options for the built Worker alone. */
-export function edgeWorker({ vars = {}, outbound, name = "edge", metrics } = {}) {
+/**
+ * Miniflare options for the built Worker alone; `metrics`: its dataset (see
+ * `metricsBinding`); `kvOps`: its KV binding goes through dev/kv-ops.mjs.
+ */
+export function edgeWorker({ vars = {}, outbound, name = "edge", metrics, kvOps = false } = {}) {
   if (!existsSync(join(buildDir, "entry.js"))) throw new Error("build/entry.js is missing: run `make build` first");
   return {
     name,
@@ -72,10 +75,15 @@ export function edgeWorker({ vars = {}, outbound, name = "edge", metrics } = {})
       { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
     compatibilityDate: "2026-04-01",
-    kvNamespaces: ["DESTINATIONS"],
+    ...metricsBinding(metrics),
+    ...(kvOps ? {} : { kvNamespaces: ["DESTINATIONS"] }),
+    // Both stand-ins are wrapped bindings: one object holds them.
+    wrappedBindings: {
+      ...metricsBinding(metrics).wrappedBindings,
+      ...(kvOps ? { DESTINATIONS: { scriptName: "kv-ops" } } : {}),
+    },
     bindings: vars,
     outboundService: outbound,
-    ...metricsBinding(metrics),
   };
 }
 
@@ -85,8 +93,9 @@ export function edgeWorker({ vars = {}, outbound, name = "edge", metrics } = {})
  * binds a dataset (see `metricsBinding`). With `captureLogs`, or `metrics`
  * `"record"` or `"throw"`, workerd's log lines are collected instead of
  * printed: `points` are the recorded data points, `logs` every other line.
+ * `kvOps` records the Worker's every KV get, put and delete (`stack.kvOps()`).
  */
-export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, kvPersist = false, segment, metrics, captureLogs = false } = {}) {
+export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, kvPersist = false, segment, metrics, captureLogs = false, kvOps = false } = {}) {
   const allVars = { ...wranglerVars(), ...vars };
   const ownSegment = !segment;
   segment ??= await startFakeSegment();
@@ -116,8 +125,11 @@ export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, 
         bindings: { PAGES: pages(), PREFIX: allVars.PATH_PREFIX ?? "/edge" },
         serviceBindings: { EDGE: "edge", SEGMENT: outbound },
       },
-      edgeWorker({ vars: allVars, outbound, metrics }),
+      edgeWorker({ vars: allVars, outbound, metrics, kvOps }),
       ...(recording ? [{ name: METRICS_RECORDER, modules: true, scriptPath: join(root, "dev", "metrics-recorder.mjs") }] : []),
+      ...(kvOps
+        ? [{ name: "kv-ops", modules: true, scriptPath: join(root, "dev", "kv-ops.mjs"), kvNamespaces: { INNER: "DESTINATIONS", OPS: "KV_OPS" } }]
+        : []),
     ],
   });
   const url = await mf.ready;
@@ -134,7 +146,19 @@ export async function startStack({ vars = {}, cf = { country: "DE" }, port = 0, 
       return edge.scheduled({ cron: CRON });
     },
     async kv() {
-      return mf.getKVNamespace("DESTINATIONS", "edge");
+      return kvOps ? mf.getKVNamespace("INNER", "kv-ops") : mf.getKVNamespace("DESTINATIONS", "edge");
+    },
+    /** With `kvOps`: the Worker's KV operations so far, as [op, key] in no particular order. */
+    async kvOps() {
+      const ops = await mf.getKVNamespace("OPS", "kv-ops");
+      const names = [];
+      let cursor;
+      do {
+        const page = await ops.list({ cursor });
+        names.push(...page.keys.map((k) => k.name));
+        cursor = page.list_complete ? undefined : page.cursor;
+      } while (cursor);
+      return names.map((name) => name.split("|").slice(0, 2));
     },
     async dispose() {
       await mf.dispose();

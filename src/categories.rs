@@ -45,6 +45,13 @@ impl GroupMap {
             .map(|(_, groups)| groups.as_slice())
     }
 
+    /// Each name with its groups, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.0
+            .iter()
+            .map(|(key, groups)| (key.as_str(), groups.as_slice()))
+    }
+
     /// Adds `other`'s entries; its keys win over existing ones.
     pub fn merge(&mut self, other: GroupMap) {
         for (key, groups) in other.0 {

@@ -82,6 +82,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "10000",
         "how long the loader holds an undecided visitor's events for the banner decision; 0: off",
     ),
+    (
+        "RECEIPTS",
+        "on",
+        "consent receipts on forwarded events: on, off, or with-id (adds OneTrust's consentId)",
+    ),
 ];
 
 /// The longest pre-consent hold accepted: ten minutes.
@@ -124,6 +129,26 @@ pub enum ConsentModel {
     OptOut,
     /// Opt-in in the EU/EEA, UK and CH (and when the country is unknown), opt-out elsewhere.
     Geo,
+}
+
+impl ConsentModel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentModel::OptIn => "opt-in",
+            ConsentModel::OptOut => "opt-out",
+            ConsentModel::Geo => "geo",
+        }
+    }
+}
+
+/// Whether the proxy stamps a consent receipt on each forwarded event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipts {
+    On,
+    Off,
+    /// On, with OneTrust's `consentId`: it joins an event to OneTrust's
+    /// consent records, but it is an identifier, so only on request.
+    WithId,
 }
 
 /// A configuration value that could not be used.
@@ -191,6 +216,7 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long the loader holds an undecided visitor's events (0: never).
     pub pre_consent_hold_ms: u32,
+    pub receipts: Receipts,
     pub errors: Vec<ConfigError>,
 }
 
@@ -332,6 +358,19 @@ impl Config {
                 }
             },
         };
+        // A broken value stamps the plain receipt: the audit trail stays, and
+        // no identifier is added that nobody asked for.
+        let receipts = choice(
+            read("RECEIPTS"),
+            &[
+                ("on", Receipts::On),
+                ("off", Receipts::Off),
+                ("with-id", Receipts::WithId),
+            ],
+            Receipts::On,
+            "on, off or with-id",
+            &mut errors,
+        );
 
         Config {
             write_keys,
@@ -351,6 +390,7 @@ impl Config {
             segment_api,
             allowed_origins,
             pre_consent_hold_ms,
+            receipts,
             errors,
         }
     }
@@ -369,6 +409,18 @@ impl Config {
     pub fn default_write_key(&self) -> Option<&str> {
         self.write_keys.first().map(String::as_str)
     }
+
+    /// For unit tests: `[vars]`-style pairs, serving the write key `wk`
+    /// unless they set `WRITE_KEYS`.
+    #[cfg(test)]
+    pub(crate) fn for_test(vars: &[(&str, &str)]) -> Config {
+        Config::from_vars(|key| {
+            vars.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| (key == "WRITE_KEYS").then(|| "wk".to_owned()))
+        })
+    }
 }
 
 /// Comma-separated values, trimmed, empty ones dropped.
@@ -381,7 +433,8 @@ fn list(raw: &str) -> Vec<String> {
 }
 
 /// One of `options` (any case); the default when unset, and also when the
-/// value is not one of them: both defaults are the ones that grant least.
+/// value is not one of them (the defaults of MODE and CONSENT_MODEL grant
+/// least; RECEIPTS says why its default is the one to fall back on).
 fn choice<T: Copy>(
     value: Option<(&'static str, String)>,
     options: &[(&str, T)],
@@ -510,6 +563,7 @@ mod tests {
         assert_eq!(c.segment_api.as_deref(), Some("https://api.segment.io"));
         assert!(c.allowed_origins.is_empty());
         assert_eq!(c.pre_consent_hold_ms, 10_000);
+        assert_eq!(c.receipts, Receipts::On);
         assert!(!c.locked_down());
         for (key, default, _) in KEYS {
             let documented = match *key {
@@ -536,6 +590,7 @@ mod tests {
             ("GPC_GROUPS", "C0004, C0005"),
             ("COLLECTION_GROUP", " C0002 "),
             ("PRE_CONSENT_HOLD_MS", "0"),
+            ("RECEIPTS", "With-Id"),
             ("CATEGORY_MAP", r#"{"Analytics":"PERF"}"#),
             ("DESTINATION_MAP", r#"{"Braze":["C0003","C0004"]}"#),
             ("SEGMENT_API", "https://events.eu1.segmentapis.com/"),
@@ -554,6 +609,11 @@ mod tests {
         assert_eq!(c.gpc_groups, ["C0004", "C0005"]);
         assert_eq!(c.collection_group.as_deref(), Some("C0002"));
         assert_eq!(c.pre_consent_hold_ms, 0);
+        assert_eq!(c.receipts, Receipts::WithId);
+        assert_eq!(
+            config(&[("WRITE_KEYS", "wk"), ("RECEIPTS", "off")]).receipts,
+            Receipts::Off
+        );
         assert_eq!(
             categories::groups_for_category(&c.category_map, "analytics").unwrap(),
             ["PERF"]
@@ -585,6 +645,8 @@ mod tests {
             ("PRE_CONSENT_HOLD_MS", "10s"),
             ("PRE_CONSENT_HOLD_MS", "600001"),
             ("PRE_CONSENT_HOLD_MS", "-1"),
+            ("RECEIPTS", "sometimes"),
+            ("RECEIPTS", "with_id"),
             ("WRITE_KEYS", "good_key,bad key<script>"),
         ];
         for &(key, value) in cases {
@@ -602,6 +664,11 @@ mod tests {
             "a broken OPT_IN collects nothing"
         );
         assert!(!config(&[("WRITE_KEYS", "wk"), ("ALL_DEFAULT", "?")]).all_default);
+        assert_eq!(
+            config(&[("WRITE_KEYS", "wk"), ("RECEIPTS", "yes")]).receipts,
+            Receipts::On,
+            "a broken RECEIPTS stamps the plain receipt"
+        );
         assert_eq!(
             config(&[("WRITE_KEYS", "wk"), ("SEGMENT_API", "x")]).segment_api,
             None,

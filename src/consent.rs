@@ -2,12 +2,12 @@
 //! under the configuration, into a [`ConsentState`]; and from any set of
 //! grants, which destinations may receive data.
 
-use crate::config::{Config, ConsentModel};
+use crate::config::{Config, ConsentModel, Receipts};
 use crate::cookie::OneTrustCookies;
 use crate::destinations::{DestinationSet, MappedDestination, MappingRule};
 use crate::json::{bool_text, ObjectWriter};
 use crate::onetrust;
-use crate::region::is_opt_in_country;
+use crate::region::{country_code, is_opt_in_code};
 use std::fmt;
 
 /// Anything that says whether a OneTrust group is granted.
@@ -49,6 +49,28 @@ impl Source {
     }
 }
 
+/// What decided a request's consent, as receipts and metrics report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// A usable cookie from an explicit choice in the banner.
+    Choice,
+    /// A usable cookie, but no explicit choice (OneTrust's defaults).
+    Cookie,
+    /// No usable cookie: `CONSENT_MODEL` decided. Also when only
+    /// `OptanonAlertBoxClosed` says the visitor chose: nothing says what.
+    Default,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Choice => "choice",
+            Basis::Cookie => "cookie",
+            Basis::Default => "default",
+        }
+    }
+}
+
 /// The set of granted groups, closed or open-ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum GroupGrants {
@@ -70,6 +92,15 @@ pub struct ConsentState {
     /// The visitor made an explicit choice in the banner: a usable cookie with
     /// `interactionCount` ≥ 1, or a non-empty `OptanonAlertBoxClosed`.
     pub decided: bool,
+    /// When the visitor chose (ms since the epoch): `OptanonAlertBoxClosed`
+    /// if it is a time as OneTrust writes it (`toISOString`), whatever the source.
+    pub decided_at_ms: Option<u64>,
+    /// Under `geo`, the country the model classified (an upper-case code);
+    /// `None` when it is unknown or another model applies.
+    pub country: Option<String>,
+    /// OneTrust's `consentId` from the usable cookie, kept only under
+    /// `RECEIPTS = "with-id"` (it is an identifier).
+    pub consent_id: Option<String>,
     /// Configuration is broken: only the strict group, no destination.
     pub locked_down: bool,
     grants: GroupGrants,
@@ -104,16 +135,19 @@ impl ConsentState {
         signals: RequestSignals<'_>,
     ) -> Self {
         let cookie = cookies.consent.as_ref();
-        let country = cookies.country.as_deref().or(signals.country);
+        let country = (config.consent_model == ConsentModel::Geo)
+            .then(|| country_code(cookies.country.as_deref().or(signals.country)))
+            .flatten();
         let model = match config.consent_model {
             ConsentModel::OptIn => Model::OptIn,
             ConsentModel::OptOut => Model::OptOut,
-            ConsentModel::Geo if is_opt_in_country(country) => Model::OptIn,
+            ConsentModel::Geo if is_opt_in_code(country.as_deref()) => Model::OptIn,
             ConsentModel::Geo => Model::OptOut,
         };
         let gpc = signals.sec_gpc || cookies.gpc;
         let locked_down = config.locked_down();
-        let decided = cookie.is_some_and(|c| c.interaction_count >= 1) || cookies.alert_box_closed;
+        let decided =
+            cookie.is_some_and(|c| c.interaction_count >= 1) || cookies.alert_box_closed.is_some();
 
         let mut grants = match (cookie, model) {
             _ if locked_down => GroupGrants::Only(Vec::new()),
@@ -149,12 +183,25 @@ impl ConsentState {
             gpc,
             awaiting_reconsent: cookie.is_some_and(|c| c.awaiting_reconsent),
             decided,
+            decided_at_ms: cookies.alert_box_closed.and_then(|closed| closed.at_ms),
+            country,
+            consent_id: cookie
+                .filter(|_| config.receipts == Receipts::WithId)
+                .and_then(|c| c.consent_id.clone()),
             locked_down,
             grants,
             strict_group: config.strict_group.clone(),
             named_groups: cookie
                 .map(|c| c.groups.iter().map(|(id, _)| id.clone()).collect())
                 .unwrap_or_default(),
+        }
+    }
+
+    pub fn basis(&self) -> Basis {
+        match self.source {
+            Source::Cookie if self.decided => Basis::Choice,
+            Source::Cookie => Basis::Cookie,
+            Source::Default => Basis::Default,
         }
     }
 
@@ -362,16 +409,7 @@ mod tests {
     use crate::destinations::Destination;
 
     fn config(vars: &[(&str, &str)]) -> Config {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_vars(|key| {
-            vars.iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .or_else(|| (key == "WRITE_KEYS").then(|| "wk".to_owned()))
-        })
+        Config::for_test(vars)
     }
 
     fn state(config: &Config, cookie: &str, sec_gpc: bool, country: Option<&str>) -> ConsentState {

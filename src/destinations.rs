@@ -4,6 +4,7 @@
 use crate::categories::groups_for_category;
 use crate::config::Config;
 use crate::json;
+use crate::rules::Rules;
 use crate::time::{format_rfc3339, parse_rfc3339};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -193,20 +194,29 @@ pub struct MappedDestination {
 }
 
 /// A destination list mapped under the configuration and indexed for the
-/// request path. Built once per list, not per request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// request path, with the digest of the rules that makes (for receipts).
+/// Built once per list, not per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationSet {
     destinations: Vec<MappedDestination>,
     /// creationName and name → position; creationName wins a clash.
     index: FxHashMap<String, usize>,
     /// Every group some destination needs, in list order, once.
     groups: Vec<String>,
+    rules: Rules,
 }
 
 impl DestinationSet {
-    /// Maps each destination: consent settings, else `DESTINATION_MAP`, else `CATEGORY_MAP`.
+    /// Maps each destination: consent settings, else `DESTINATION_MAP`, else
+    /// `CATEGORY_MAP`. An empty list is also what applies before any list is
+    /// loaded (the failsafe).
     pub fn new(list: &[Destination], config: &Config) -> Self {
-        let mut set = DestinationSet::default();
+        let mut set = DestinationSet {
+            destinations: Vec::with_capacity(list.len()),
+            index: FxHashMap::default(),
+            groups: Vec::new(),
+            rules: Rules::new(config, list),
+        };
         for d in list {
             if set.index.contains_key(&d.creation_name) {
                 continue;
@@ -270,6 +280,11 @@ impl DestinationSet {
     /// Every group some destination needs.
     pub fn groups(&self) -> &[String] {
         &self.groups
+    }
+
+    /// The rules this set decides by: the configuration and the list.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 }
 

@@ -29,11 +29,11 @@ export default {
     const headers = TRACK_HEADERS.map((name) => request.headers.get(name) ?? undefined);
     // `undefined` when the body cannot be read: `track_post` answers that.
     const body = await request.arrayBuffer().then((b) => new Uint8Array(b), () => undefined);
-    let step = edge.track_post(env, request, ...headers, body, false);
+    let step = edge.track_post(env, ctx, request, ...headers, body, false);
     if (typeof step === "string") {
       // This isolate has no fresh destination list for the write key yet.
       await edge.track_load_list(env, ctx, step);
-      step = edge.track_post(env, request, ...headers, body, true);
+      step = edge.track_post(env, ctx, request, ...headers, body, true);
     }
     if (step === undefined) return edge.fetch(request);
     if (step instanceof Response) return step;

@@ -5,7 +5,9 @@
 //! the event already carries: a stamped refusal is never upgraded, a stamped
 //! grant that the cookie does not back is corrected. Only `integrations` and
 //! `context.consent` (and a missing `context.ip`) are rebuilt; every other
-//! byte of the event goes upstream as it came.
+//! byte of the event goes upstream as it came. Every forwarded event carries
+//! the edge's receipt ([`crate::receipt`]), in every MODE, unless
+//! `RECEIPTS = "off"`: one already stamped on it is replaced.
 
 use crate::config::Config;
 use crate::consent::{collection, ConsentState, Grants, Resolution, SEGMENT_IO};
@@ -14,6 +16,7 @@ use crate::json::{
     self, bool_text, string_value, write_str, ObjectWriter, ParseError, RawObject, Shape,
 };
 use crate::onetrust;
+use crate::receipt::Receipt;
 use std::cell::Cell;
 use std::fmt;
 
@@ -255,6 +258,9 @@ pub struct Enforcer<'a> {
     client_ip: Option<&'a str>,
     /// `corrected` and `kept`, summed while the rewrite writes.
     tally: Cell<Counts>,
+    /// `context.consent.receipt`, rendered once for every event of the
+    /// request; `None` with `RECEIPTS = "off"`.
+    receipt: Option<Vec<u8>>,
 }
 
 impl<'a> Enforcer<'a> {
@@ -270,6 +276,7 @@ impl<'a> Enforcer<'a> {
             state,
             client_ip,
             tally: Cell::default(),
+            receipt: Receipt::new(config, state, set.rules().digest()).map(|r| r.to_json()),
         }
     }
 
@@ -322,9 +329,11 @@ impl<'a> Enforcer<'a> {
         }
     }
 
-    /// Room for a rewritten body: what came, plus the destination keys.
+    /// Room for a rewritten body: what came, plus the destination keys and
+    /// the receipt.
     fn output_capacity(&self, events: usize, bytes: usize) -> usize {
-        bytes + events * (256 + self.set.destinations().len() * 32)
+        let receipt = self.receipt.as_ref().map_or(0, Vec::len);
+        bytes + events * (256 + receipt + self.set.destinations().len() * 32)
     }
 
     fn enforce_batch(
@@ -453,7 +462,9 @@ impl<'a> Enforcer<'a> {
         if integrations.is_none() && mode.stamps_integrations() {
             self.write_integrations(None, decided, w.key("integrations"), true);
         }
-        if context.is_none() && (mode.stamps_context() || self.client_ip.is_some()) {
+        if context.is_none()
+            && (mode.stamps_context() || self.receipt.is_some() || self.client_ip.is_some())
+        {
             self.write_context(None, decided, w.key("context"), true);
         }
         w.finish();
@@ -551,17 +562,19 @@ impl<'a> Enforcer<'a> {
         out: &mut Vec<u8>,
         extend: bool,
     ) {
-        let stamps = extend && self.config.mode.stamps_context();
+        // Under MODE=integrations the receipt alone makes a `consent`.
+        let writes_consent =
+            extend && (self.config.mode.stamps_context() || self.receipt.is_some());
         let consent = context.and_then(|c| c.object("consent"));
         let mut w = ObjectWriter::new(out);
         let mut has_ip = false;
         for entry in context.into_iter().flat_map(RawObject::iter) {
             match entry.key() {
                 "consent" if consent.is_some() => {
-                    self.write_consent(consent, decided, w.key_of(entry), stamps)
+                    self.write_consent(consent, decided, w.key_of(entry), extend)
                 }
-                // A null consent is replaced when stamping.
-                "consent" if stamps => {}
+                // A null consent is replaced when writing one.
+                "consent" if writes_consent => {}
                 "ip" => {
                     has_ip = true;
                     w.entry(entry);
@@ -569,7 +582,7 @@ impl<'a> Enforcer<'a> {
                 _ => w.entry(entry),
             }
         }
-        if stamps && consent.is_none() {
+        if writes_consent && consent.is_none() {
             self.write_consent(None, decided, w.key("consent"), true);
         }
         if let (Some(ip), false, true) = (self.client_ip, has_ip, extend) {
@@ -578,22 +591,32 @@ impl<'a> Enforcer<'a> {
         w.finish();
     }
 
-    /// `categoryPreferences` and `onetrust`: replaced whole when stamping,
-    /// otherwise only corrected where they claim a group that is not granted.
+    /// `categoryPreferences` and `onetrust`: replaced whole when stamping
+    /// (`extend` under a MODE that stamps context), otherwise only corrected
+    /// where they claim a group that is not granted. `receipt`: the edge's,
+    /// in place of any stamped one, added with `extend`; none at all (not
+    /// even a stamped one) with `RECEIPTS = "off"`.
     fn write_consent(
         &self,
         consent: Option<&RawObject<'_>>,
         decided: &Base,
         out: &mut Vec<u8>,
-        stamps: bool,
+        extend: bool,
     ) {
+        let stamps = extend && self.config.mode.stamps_context();
         let r = &decided.resolution;
         let granted = |g: &str| r.groups.iter().any(|(known, ok)| known == g && *ok);
         let prefs = consent.and_then(|c| c.object("categoryPreferences"));
         let mut w = ObjectWriter::new(out);
-        let (mut has_prefs, mut has_onetrust) = (false, false);
+        let (mut has_prefs, mut has_onetrust, mut has_receipt) = (false, false, false);
         for entry in consent.into_iter().flat_map(RawObject::iter) {
             match entry.key() {
+                "receipt" => {
+                    has_receipt = true;
+                    if let Some(receipt) = &self.receipt {
+                        w.key_of(entry).extend_from_slice(receipt);
+                    }
+                }
                 "categoryPreferences" if stamps || prefs.is_some() => {
                     has_prefs = true;
                     let buf = w.key_of(entry);
@@ -627,6 +650,9 @@ impl<'a> Enforcer<'a> {
         }
         if stamps && !has_onetrust {
             w.str("onetrust", &r.onetrust());
+        }
+        if let (Some(receipt), false, true) = (&self.receipt, has_receipt, extend) {
+            w.key("receipt").extend_from_slice(receipt);
         }
         w.finish();
     }
@@ -912,6 +938,18 @@ mod tests {
             Ok(Enforcer::new(&self.config, &self.set, &self.state, ip).enforce(parsed))
         }
 
+        /// The receipt every forwarded event of this fixture carries.
+        fn receipt(&self) -> Value {
+            json!({"v": 1, "source": "cookie", "decidedAt": null, "gpc": false, "country": null,
+                   "rules": self.set.rules().digest().to_string()})
+        }
+
+        /// A batch as forwarded, parsed.
+        fn batch_out(&self, body: &str) -> Value {
+            let enforced = self.enforce(Endpoint::Batch, body, None).unwrap();
+            serde_json::from_slice(&enforced.body.unwrap()).unwrap()
+        }
+
         /// The single event as forwarded, parsed.
         fn track(&self, event: Value) -> Option<Value> {
             let enforced = self
@@ -1080,18 +1118,27 @@ mod tests {
     }
 
     #[test]
-    fn integrations_mode_adds_no_context_but_corrects_it() {
+    fn integrations_mode_adds_only_the_receipt_to_context_but_corrects_it() {
         let f = fixture(&[("MODE", "integrations")], ANALYTICS_ONLY);
         let out = f.track(event(json!({}))).unwrap();
-        assert!(out.get("context").is_none(), "{out}");
+        assert_eq!(
+            out["context"],
+            json!({"consent": {"receipt": f.receipt()}}),
+            "{out}"
+        );
         assert_eq!(out["integrations"]["GA4"], true);
         let out = f
             .track(event(json!({"context": {"consent": {"categoryPreferences": {"C0004": true, "C0002": true}, "onetrust": "C0002:1,C0004:1,junk"}}})))
             .unwrap();
         assert_eq!(
             out["context"]["consent"],
-            json!({"categoryPreferences": {"C0004": false, "C0002": true}, "onetrust": "C0002:1,C0004:0"})
+            json!({"categoryPreferences": {"C0004": false, "C0002": true}, "onetrust": "C0002:1,C0004:0", "receipt": f.receipt()})
         );
+        let f = fixture(
+            &[("MODE", "integrations"), ("RECEIPTS", "off")],
+            ANALYTICS_ONLY,
+        );
+        assert!(f.track(event(json!({}))).unwrap().get("context").is_none());
     }
 
     #[test]
@@ -1360,7 +1407,10 @@ mod tests {
 
     #[test]
     fn client_ip_is_added_only_when_missing() {
-        let f = fixture(&[("MODE", "integrations")], ANALYTICS_ONLY);
+        let f = fixture(
+            &[("MODE", "integrations"), ("RECEIPTS", "off")],
+            ANALYTICS_ONLY,
+        );
         let send = |e: Value| -> Value {
             let body = f
                 .enforce_ip(Endpoint::Event, &e.to_string(), None, Some("203.0.113.9"))
@@ -1406,7 +1456,8 @@ mod tests {
             let first = f
                 .enforce_ip(
                     Endpoint::Event,
-                    &event(json!({"integrations": {"Ads": true}})).to_string(),
+                    &event(json!({"integrations": {"Ads": true}, "context": {"consent": {"receipt": {"v": 0}}}}))
+                        .to_string(),
                     None,
                     Some("192.0.2.1"),
                 )
@@ -1429,6 +1480,117 @@ mod tests {
                 "{mode}"
             );
         }
+    }
+
+    #[test]
+    fn every_forwarded_event_carries_the_edges_receipt_in_every_mode() {
+        for mode in ["both", "context", "integrations"] {
+            let f = fixture(&[("MODE", mode)], ANALYTICS_ONLY);
+            let out = f
+                .track(event(json!({"context": {"page": {"path": "/"}}})))
+                .unwrap();
+            assert_eq!(out["context"]["consent"]["receipt"], f.receipt(), "{mode}");
+            assert_eq!(out["context"]["page"], json!({"path": "/"}), "{mode}");
+            let body = batch(
+                vec![
+                    event(json!({})),
+                    event(json!({"context": {"consent": null, "app": {"name": "x"}}})),
+                ],
+                json!({}),
+            );
+            let out = f.batch_out(&body);
+            for e in out["batch"].as_array().unwrap() {
+                assert_eq!(e["context"]["consent"]["receipt"], f.receipt(), "{mode}");
+            }
+            assert_eq!(out["batch"][1]["context"]["app"], json!({"name": "x"}));
+            assert!(
+                out.get("context").is_none(),
+                "{mode}: the envelope is not extended"
+            );
+        }
+    }
+
+    #[test]
+    fn the_receipt_follows_the_consent_fields_as_rendered_once() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let out = f
+            .enforce(Endpoint::Event, &event(json!({})).to_string(), None)
+            .unwrap()
+            .body
+            .unwrap();
+        let expected = format!(
+            r#""onetrust":"C0001:1,C0002:1,C0004:0","receipt":{{"v":1,"source":"cookie","decidedAt":null,"gpc":false,"country":null,"rules":"{}"}}}}"#,
+            f.set.rules().digest()
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains(&expected), "{out}");
+    }
+
+    #[test]
+    fn a_stamped_receipt_is_replaced_by_the_edges() {
+        let forged = json!({"v": 1, "source": "choice", "decidedAt": "2020-01-01T00:00:00.000Z",
+                            "gpc": false, "country": "US", "rules": "0000000000000000", "extra": true});
+        for mode in ["both", "context", "integrations"] {
+            let f = fixture(&[("MODE", mode)], ANALYTICS_ONLY);
+            for stamped in [forged.clone(), json!("yes"), Value::Null, json!([1])] {
+                let out = f
+                    .track(event(
+                        json!({"context": {"consent": {"receipt": stamped.clone(), "other": 1}}}),
+                    ))
+                    .unwrap();
+                let consent = &out["context"]["consent"];
+                assert_eq!(consent["receipt"], f.receipt(), "{mode}: {stamped}");
+                assert_eq!(consent["other"], 1, "{mode}");
+            }
+            let body = batch(
+                vec![
+                    event(json!({"context": {"consent": {"receipt": forged.clone()}}})),
+                    event(json!({})),
+                ],
+                json!({"context": {"consent": {"receipt": forged.clone()}}}),
+            );
+            let out = f.batch_out(&body);
+            assert_eq!(
+                out["context"]["consent"]["receipt"],
+                f.receipt(),
+                "{mode}: the envelope's is corrected"
+            );
+            for e in out["batch"].as_array().unwrap() {
+                assert_eq!(e["context"]["consent"]["receipt"], f.receipt(), "{mode}");
+            }
+            let first = serde_json::to_string(&out).unwrap();
+            let again = f.batch_out(&first);
+            assert_eq!(again, out, "{mode}: idempotent");
+        }
+    }
+
+    #[test]
+    fn receipts_off_stamps_none_and_keeps_none_stamped() {
+        let f = fixture(&[("RECEIPTS", "off")], ANALYTICS_ONLY);
+        let out = f
+            .track(event(
+                json!({"context": {"consent": {"receipt": {"v": 1, "source": "choice"}}}}),
+            ))
+            .unwrap();
+        assert!(out["context"]["consent"].get("receipt").is_none(), "{out}");
+        assert_eq!(
+            out["context"]["consent"]["onetrust"],
+            "C0001:1,C0002:1,C0004:0"
+        );
+        let out = f.track(event(json!({}))).unwrap();
+        assert!(out["context"]["consent"].get("receipt").is_none(), "{out}");
+    }
+
+    #[test]
+    fn with_id_the_receipt_names_the_consent_record() {
+        let cookie = format!("{ANALYTICS_ONLY}&interactionCount=2&consentId=0f6e-42; OptanonAlertBoxClosed=2026-11-23T09:00:00.000Z");
+        let f = fixture(&[("RECEIPTS", "with-id")], &cookie);
+        let out = f.track(event(json!({}))).unwrap();
+        assert_eq!(
+            out["context"]["consent"]["receipt"],
+            json!({"v": 1, "source": "choice", "decidedAt": "2026-11-23T09:00:00.000Z", "gpc": false,
+                   "country": null, "rules": f.set.rules().digest().to_string(), "consentId": "0f6e-42"})
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the request, from KV and from upstream.
 
 use crate::cdn::{self, CdnPath};
-use crate::config::Config;
+use crate::config::{Config, Receipts};
 use crate::consent::{verdict, ConsentState, Explanation, RequestSignals, Resolution};
 use crate::cookie::parse_cookie_header;
 use crate::destinations::DestinationSet;
@@ -10,8 +10,10 @@ use crate::events::{Counts, Endpoint, Enforced};
 use crate::http::{FetchFailure, Fetched, Reply, UrlParts};
 use crate::json::ObjectWriter;
 use crate::loader::{self, LoaderInput, Origin};
+use crate::receipt::Receipt;
 use crate::refresh::{short_key, RefreshStatus};
 use crate::routes::query_param;
+use crate::rules::RulesDigest;
 use crate::time::parse_rfc3339;
 
 /// How long the proxy waits for Segment before answering 504.
@@ -139,7 +141,8 @@ pub fn loader(
     .with("vary", "Cookie, Sec-GPC")
 }
 
-/// `/consent`: what this request resolves to, and why, per destination.
+/// `/consent`: what this request resolves to, and why, per destination, and
+/// the receipt its events would carry.
 pub fn consent(
     config: &Config,
     set: &DestinationSet,
@@ -177,10 +180,11 @@ pub fn consent(
     }
     resolution.write_integrations(set, w.key("integrations"));
     w.str("onetrust", &resolution.onetrust());
-    match list_fetched_at {
-        Some(at) => w.str("destinationsFetchedAt", at),
-        None => w.key("destinationsFetchedAt").extend_from_slice(b"null"),
+    match Receipt::new(config, state, set.rules().digest()) {
+        Some(receipt) => receipt.write(w.key("receipt")),
+        None => w.key("receipt").extend_from_slice(b"null"),
     }
+    w.str_or_null("destinationsFetchedAt", list_fetched_at);
     w.finish();
     Reply::json(200, body)
         .with("cache-control", "private, no-store")
@@ -193,6 +197,9 @@ pub struct KeyHealth {
     /// The stored list's size and fetch time, if a list is stored.
     pub list: Option<(usize, String)>,
     pub last_refresh: Option<RefreshStatus>,
+    /// The digest of the rules its events are stamped with now, if known
+    /// (shown as `null` with `RECEIPTS = "off"`: no receipt names one).
+    pub rules: Option<RulesDigest>,
 }
 
 /// `/healthz`: 503 while the configuration is broken. `metrics`: whether the
@@ -244,12 +251,32 @@ pub fn healthz(config: &Config, keys: &[(&str, KeyHealth)], metrics: bool, now_m
                 }
                 None => refresh.extend_from_slice(b"null"),
             }
+            let rules = health.rules.filter(|_| config.receipts != Receipts::Off);
+            h.str_or_null("rules", rules.as_ref().map(RulesDigest::as_str));
             h.finish();
         }
         kw.finish();
     }
     w.finish();
     Reply::json(if ok { 200 } else { 503 }, body).with("cache-control", "no-store")
+}
+
+/// `GET {p}/rules/{digest}`: the snapshot KV holds under `digest`. It never
+/// changes, so it is cached for a year. Unknown (or, should KV ever hold one,
+/// a value that is not the snapshot of its digest): 404, never cached, as the
+/// first use of a digest may store it any moment. KV unreadable: 503, so an
+/// auditor is not told that a real digest does not exist.
+pub fn rules(digest: RulesDigest, stored: Result<Option<String>, String>) -> Reply {
+    match stored {
+        Ok(Some(snapshot)) if RulesDigest::of(snapshot.as_bytes()) == digest => {
+            Reply::json(200, snapshot.into_bytes())
+                .with("cache-control", "public, max-age=31536000, immutable")
+        }
+        Ok(_) => Reply::error(404, "no rules snapshot under this digest"),
+        Err(_) => {
+            Reply::error(503, "the rules snapshots cannot be read now").with("retry-after", "60")
+        }
+    }
 }
 
 /// The upstream URL for a CDN path, or a 404 (503 while `SEGMENT_CDN` is broken).
@@ -472,6 +499,93 @@ mod tests {
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(body["metrics"], on);
         }
+    }
+
+    #[test]
+    fn rules_snapshots_are_served_immutable_and_only_under_their_digest() {
+        let rules = crate::rules::Rules::new(&config(), &[]);
+        let digest = rules.digest();
+        let found = super::rules(digest, Ok(Some(rules.canonical().to_owned())));
+        assert_eq!(found.status, 200);
+        assert_eq!(found.bytes(), rules.canonical().as_bytes());
+        assert_eq!(
+            found.header("cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
+        assert_eq!(
+            found.header("content-type"),
+            Some("application/json; charset=utf-8")
+        );
+        let unknown = super::rules(digest, Ok(None));
+        assert_eq!(
+            (unknown.status, unknown.header("cache-control")),
+            (404, Some("no-store"))
+        );
+        let not_its_own = super::rules(digest, Ok(Some(format!("{} ", rules.canonical()))));
+        assert_eq!(not_its_own.status, 404);
+        let down = super::rules(digest, Err("KV unavailable".into()));
+        assert_eq!(
+            (down.status, down.header("cache-control")),
+            (503, Some("no-store"))
+        );
+    }
+
+    #[test]
+    fn healthz_shows_each_keys_rules_digest() {
+        let digest = crate::rules::RulesDigest::of(b"x");
+        let keys = [
+            (
+                "wk_one",
+                KeyHealth {
+                    rules: Some(digest),
+                    ..KeyHealth::default()
+                },
+            ),
+            ("wk_two", KeyHealth::default()),
+        ];
+        let reply = healthz(&config(), &keys, false, 0);
+        let body: serde_json::Value = serde_json::from_slice(reply.bytes()).unwrap();
+        assert_eq!(body["writeKeys"]["wk_one…"]["rules"], digest.to_string());
+        assert_eq!(
+            body["writeKeys"]["wk_two…"]["rules"],
+            serde_json::Value::Null
+        );
+        let off = Config::for_test(&[("RECEIPTS", "off")]);
+        let body: serde_json::Value =
+            serde_json::from_slice(healthz(&off, &keys, false, 0).bytes()).unwrap();
+        assert_eq!(
+            body["writeKeys"]["wk_one…"]["rules"],
+            serde_json::Value::Null,
+            "no receipt names one"
+        );
+    }
+
+    #[test]
+    fn consent_shows_the_receipt_its_events_would_carry() {
+        let visitor = Visitor {
+            cookie: b"OptanonConsent=groups=C0001:1&interactionCount=1&geolocation=fr",
+            sec_gpc: true,
+            country: Some("US"),
+        };
+        let answer = |receipts: &str| {
+            let config = Config::for_test(&[("CONSENT_MODEL", "geo"), ("RECEIPTS", receipts)]);
+            let set = DestinationSet::new(&[], &config);
+            let state = resolve(&config, visitor);
+            let reply = consent(&config, &set, &state, None);
+            let body: serde_json::Value = serde_json::from_slice(reply.bytes()).unwrap();
+            (body, set.rules().digest().to_string())
+        };
+        let (body, rules) = answer("on");
+        assert_eq!(
+            body["receipt"],
+            serde_json::json!({"v": 1, "source": "choice", "decidedAt": null, "gpc": true,
+                               "country": "FR", "rules": rules})
+        );
+        assert_eq!(
+            body["model"], "opt-in",
+            "FR decided the model, as the receipt says"
+        );
+        assert_eq!(answer("off").0["receipt"], serde_json::Value::Null);
     }
 
     #[test]

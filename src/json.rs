@@ -648,6 +648,14 @@ impl<'o> ObjectWriter<'o> {
         write_str(out, value);
     }
 
+    /// A string, or `null` for `None`.
+    pub fn str_or_null(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(value) => self.str(key, value),
+            None => self.key(key).extend_from_slice(b"null"),
+        }
+    }
+
     pub fn finish(self) {
         self.out.push(b'}');
     }

@@ -19,9 +19,11 @@ pub mod loader;
 pub mod memo;
 pub mod metrics;
 pub mod onetrust;
+pub mod receipt;
 pub mod refresh;
 pub mod region;
 pub mod routes;
+pub mod rules;
 pub mod time;
 
 #[cfg(target_arch = "wasm32")]

@@ -8,7 +8,7 @@
 //! consent id, and the write key only as `/healthz` shortens it.
 
 use crate::config::{Config, ConsentModel};
-use crate::consent::{ConsentState, Model, Resolution, Source};
+use crate::consent::{ConsentState, Model, Resolution};
 use crate::destinations::DestinationSet;
 use crate::events::Counts;
 use crate::loader::hold_ms;
@@ -66,36 +66,6 @@ impl Kind {
             Kind::Screen => "screen",
             Kind::Batch => "batch",
             Kind::Loader => "loader",
-        }
-    }
-}
-
-/// `blob2`: what decided the consent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Basis {
-    /// A usable cookie, and the visitor chose in the banner.
-    Choice,
-    /// A usable cookie without a choice (OneTrust wrote its defaults).
-    Cookie,
-    /// No usable cookie: `CONSENT_MODEL` decided (also when an
-    /// `OptanonAlertBoxClosed` says the visitor closed the banner).
-    Default,
-}
-
-impl Basis {
-    pub fn of(state: &ConsentState) -> Basis {
-        match (state.source, state.decided) {
-            (Source::Cookie, true) => Basis::Choice,
-            (Source::Cookie, false) => Basis::Cookie,
-            (Source::Default, _) => Basis::Default,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Basis::Choice => "choice",
-            Basis::Cookie => "cookie",
-            Basis::Default => "default",
         }
     }
 }
@@ -203,7 +173,7 @@ pub fn loader(
 fn blobs(config: &Config, state: &ConsentState, kind: Kind, held: bool) -> [&'static str; 5] {
     [
         kind.as_str(),
-        Basis::of(state).as_str(),
+        state.basis().as_str(),
         gpc(state),
         Region::of(config, state).as_str(),
         hold(held),
@@ -265,28 +235,6 @@ mod tests {
                 blobs: ["batch", "choice", "no-gpc", "n/a", "no-hold"],
                 doubles: vec![4.0, 3.0, 1.0, 2.0, 1.0],
             }
-        );
-    }
-
-    #[test]
-    fn the_source_separates_a_choice_from_a_cookie_and_the_default() {
-        let c = config(&[]);
-        let source = |cookie: &str| Basis::of(&state(&c, cookie, RequestSignals::default()));
-        assert_eq!(source(CHOSE_ANALYTICS), Basis::Choice);
-        assert_eq!(
-            source("OptanonConsent=interactionCount=0&groups=C0001:1,C0002:1"),
-            Basis::Cookie
-        );
-        assert_eq!(
-            source("OptanonConsent=interactionCount=0&groups=C0001:1; OptanonAlertBoxClosed=2026-11-25T09:00:00.000Z"),
-            Basis::Choice,
-            "the closed banner is the choice"
-        );
-        assert_eq!(source(""), Basis::Default);
-        assert_eq!(
-            source("OptanonAlertBoxClosed=2026-11-25T09:00:00.000Z"),
-            Basis::Default,
-            "decided, but no usable cookie"
         );
     }
 

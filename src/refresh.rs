@@ -1,10 +1,12 @@
 //! Keeping each write key's destination list fresh: the cron refresh, the
 //! one-off fetch when a key has no list yet, and what each attempt leaves
-//! behind. Written against two small traits so it runs natively in tests.
+//! behind; and the rules snapshots that receipts name. Written against two
+//! small traits so it runs natively in tests.
 
 use crate::destinations::{self, DestinationError, DestinationList};
 use crate::http::{FetchFailure, Fetched};
 use crate::json::ObjectWriter;
+use crate::rules::Rules;
 use crate::time::format_rfc3339;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
@@ -134,6 +136,25 @@ pub async fn refresh_key(
     (status, list)
 }
 
+/// What [`store_rules`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshot {
+    Written,
+    /// KV already had it: a snapshot's key is its digest, so it never changes.
+    AlreadyStored,
+}
+
+/// Puts a rules snapshot in KV under its digest, unless KV has it. A
+/// snapshot is never removed: an old receipt's rules stay retrievable.
+pub async fn store_rules(store: &impl Store, rules: &Rules) -> Result<Snapshot, String> {
+    let key = rules.digest().kv_key();
+    if store.get(&key).await?.is_some() {
+        return Ok(Snapshot::AlreadyStored);
+    }
+    store.put(&key, rules.canonical().to_owned()).await?;
+    Ok(Snapshot::Written)
+}
+
 /// Refreshes every key concurrently.
 pub async fn refresh_all(
     upstream: &impl Upstream,
@@ -181,6 +202,7 @@ mod tests {
     struct MemoryStore {
         values: RefCell<HashMap<String, String>>,
         fail_writes: bool,
+        puts: RefCell<usize>,
     }
 
     impl Store for MemoryStore {
@@ -191,6 +213,7 @@ mod tests {
             if self.fail_writes {
                 return Err("quota exceeded".into());
             }
+            *self.puts.borrow_mut() += 1;
             self.values.borrow_mut().insert(key.to_owned(), value);
             Ok(())
         }
@@ -340,6 +363,25 @@ mod tests {
         assert_eq!(oks, [("wk1", true), ("wk2", false), ("wk3", true)]);
         assert_eq!(upstream.calls.borrow().len(), 6, "two documents per key");
         assert!(stored(&store, "wk2").is_none());
+    }
+
+    #[test]
+    fn a_rules_snapshot_is_written_once_under_its_digest() {
+        let rules = Rules::new(&crate::config::Config::for_test(&[]), &[]);
+        let store = MemoryStore::default();
+        assert_eq!(block_on(store_rules(&store, &rules)), Ok(Snapshot::Written));
+        assert_eq!(
+            block_on(store_rules(&store, &rules)),
+            Ok(Snapshot::AlreadyStored)
+        );
+        assert_eq!(*store.puts.borrow(), 1);
+        let key = format!("v1:rules:{}", rules.digest());
+        assert_eq!(store.values.borrow()[&key], rules.canonical());
+        let failing = MemoryStore {
+            fail_writes: true,
+            ..Default::default()
+        };
+        assert!(block_on(store_rules(&failing, &rules)).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Which route a request is for, and which methods each route takes.
 
 use crate::events::Endpoint;
+use crate::rules::RulesDigest;
 
 /// A route under `PATH_PREFIX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -8,6 +9,8 @@ pub enum Route<'a> {
     Loader,
     Consent,
     Healthz,
+    /// `{prefix}/rules/{digest}`: the rules snapshot a receipt names.
+    Rules(RulesDigest),
     /// `{prefix}/cdn{path}`; the path is classified by [`crate::cdn::classify`].
     Cdn(&'a str),
     /// `{prefix}/api/v1/{segment}`, forwarded to `{SEGMENT_API}/v1/{segment}`.
@@ -56,7 +59,8 @@ impl Route<'_> {
     }
 }
 
-/// Matches `path` (no query) under `prefix`; `None` is a 404.
+/// Matches `path` (no query) under `prefix`; `None` is a 404 (so is a
+/// rules digest that is not one: nothing is read for it).
 pub fn route<'a>(prefix: &str, path: &'a str) -> Option<Route<'a>> {
     let rest = path.strip_prefix(prefix)?;
     match rest {
@@ -64,6 +68,9 @@ pub fn route<'a>(prefix: &str, path: &'a str) -> Option<Route<'a>> {
         "/consent" => Some(Route::Consent),
         "/healthz" => Some(Route::Healthz),
         _ => {
+            if let Some(digest) = rest.strip_prefix("/rules/") {
+                return RulesDigest::parse(digest).map(Route::Rules);
+            }
             if let Some(cdn) = rest.strip_prefix("/cdn") {
                 return cdn.starts_with('/').then_some(Route::Cdn(cdn));
             }
@@ -94,6 +101,10 @@ mod tests {
         assert_eq!(route("/edge", "/edge/loader.js"), Some(Route::Loader));
         assert_eq!(route("/edge", "/edge/consent"), Some(Route::Consent));
         assert_eq!(route("/edge", "/edge/healthz"), Some(Route::Healthz));
+        assert_eq!(
+            route("/edge", "/edge/rules/0123456789abcdef"),
+            RulesDigest::parse("0123456789abcdef").map(Route::Rules)
+        );
         assert_eq!(
             route("/edge", "/edge/cdn/v1/projects/k/settings"),
             Some(Route::Cdn("/v1/projects/k/settings"))
@@ -133,6 +144,14 @@ mod tests {
             "/edge/api/v1/t/x",
             "/edge/api/v2/t",
             "/EDGE/consent",
+            "/edge/rules",
+            "/edge/rules/",
+            "/edge/rules/0123456789ABCDEF",
+            "/edge/rules/0123456789abcde",
+            "/edge/rules/0123456789abcdef0",
+            "/edge/rules/0123456789abcdef/",
+            "/edge/rules/../x",
+            "/edge/rules/%2e%2e%2fx",
         ] {
             assert_eq!(route("/edge", path), None, "{path}");
         }

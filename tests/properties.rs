@@ -1,7 +1,8 @@
 //! Properties of the tracking proxy's rewrite, over generated analytics.js
 //! events, cookies and configurations in every MODE: consent is never
 //! upgraded, rewriting is idempotent, every byte the rewrite does not own goes
-//! out as it came, and a batch is rewritten as its events would be alone.
+//! out as it came, a batch is rewritten as its events would be alone, and
+//! every forwarded event carries exactly the edge's receipt.
 //!
 //! What each event may receive is worked out here from the generated cookie
 //! and stamps, by the rules of DESIGN.md, not by asking the crate.
@@ -19,6 +20,7 @@ const WRITE_KEY: &str = "wk_live";
 /// `Basic base64("wk_live:")`, as analytics.js sends it.
 const AUTH: &str = "Basic d2tfbGl2ZTo=";
 const CLIENT_IP: &str = "203.0.113.7";
+const CONSENT_ID: &str = "0823f385-4b64-4cf2-96a9-3f2c1b9a7d10";
 const MODES: [&str; 3] = ["both", "integrations", "context"];
 const STRICT: &str = "C0001";
 const GPC_GROUP: &str = "C0004";
@@ -105,6 +107,7 @@ struct Setup {
     opt_out: bool,
     all_default: bool,
     collection_group: Option<&'static str>,
+    receipts: &'static str,
 }
 
 impl Setup {
@@ -117,6 +120,7 @@ impl Setup {
                 "ALL_DEFAULT" => ["false", "true"][usize::from(self.all_default)],
                 "DESTINATION_MAP" => DESTINATION_MAP,
                 "COLLECTION_GROUP" => self.collection_group?,
+                "RECEIPTS" => self.receipts,
                 _ => return None,
             };
             Some(value.to_owned())
@@ -136,9 +140,30 @@ impl Setup {
             groups = groups.replace(':', "%3A").replace(',', "%2C");
         }
         format!(
-            "_ga=GA1.1.1; OptanonConsent=isGpcEnabled=0&version=202409.1.0&interactionCount={}&groups={groups}&geolocation=DE%3BBE",
+            "_ga=GA1.1.1; OptanonConsent=isGpcEnabled=0&version=202409.1.0&consentId={CONSENT_ID}&interactionCount={}&groups={groups}&geolocation=DE%3BBE",
             self.interaction_count
         )
+    }
+
+    /// The receipt every forwarded event carries, as the edge writes it
+    /// (`None` with `RECEIPTS = "off"`); `rules` is the list's digest.
+    fn receipt(&self, rules: &str) -> Option<String> {
+        let usable = self.cookie.as_ref().is_some_and(|e| !e.is_empty());
+        let source = match (usable, self.interaction_count) {
+            (false, _) => "default",
+            (true, 0) => "cookie",
+            (true, _) => "choice",
+        };
+        let consent_id = match self.receipts {
+            "off" => return None,
+            "with-id" if usable => format!(r#","consentId":"{CONSENT_ID}""#),
+            "with-id" => r#","consentId":null"#.to_owned(),
+            _ => String::new(),
+        };
+        Some(format!(
+            r#"{{"v":1,"source":"{source}","decidedAt":null,"gpc":{},"country":null,"rules":"{rules}"{consent_id}}}"#,
+            self.sec_gpc
+        ))
     }
 
     /// Whether the request (cookie, model, GPC) grants `group`.
@@ -170,16 +195,29 @@ fn setup() -> impl Strategy<Value = Setup> {
         any::<bool>(),
         any::<bool>(),
         prop::option::weighted(0.2, Just("C0002")),
+        prop::sample::select(vec!["on", "off", "with-id"]),
     )
         .prop_map(
-            |(cookie, encode_cookie, interaction_count, sec_gpc, opt_out, all_default, cg)| Setup {
+            |(
                 cookie,
                 encode_cookie,
                 interaction_count,
                 sec_gpc,
                 opt_out,
                 all_default,
-                collection_group: cg,
+                cg,
+                receipts,
+            )| {
+                Setup {
+                    cookie,
+                    encode_cookie,
+                    interaction_count,
+                    sec_gpc,
+                    opt_out,
+                    all_default,
+                    collection_group: cg,
+                    receipts,
+                }
             },
         )
 }
@@ -295,12 +333,21 @@ fn consent() -> impl Strategy<Value = Value> {
     )
         .prop_map(|(g, v)| format!("{g}{v}"));
     let onetrust = prop::collection::vec(entry, 0..6).prop_map(|e| Value::String(e.join(",")));
+    // A receipt the page stamped: forged, stale, or not even an object.
+    let receipt = prop_oneof![
+        Just(
+            json!({"v": 1, "source": "choice", "decidedAt": "2026-11-23T09:00:00.000Z",
+                    "gpc": false, "country": null, "rules": "0123456789abcdef"})
+        ),
+        value(),
+    ];
     (
         prop::option::of(prefs),
         prop::option::of(onetrust),
         prop::option::of(value()),
+        prop::option::weighted(0.3, receipt),
     )
-        .prop_map(|(prefs, onetrust, other)| {
+        .prop_map(|(prefs, onetrust, other, receipt)| {
             let mut consent = Map::new();
             if let Some(prefs) = prefs {
                 consent.insert("categoryPreferences".into(), prefs);
@@ -310,6 +357,9 @@ fn consent() -> impl Strategy<Value = Value> {
             }
             if let Some(other) = other {
                 consent.insert("source".into(), other);
+            }
+            if let Some(receipt) = receipt {
+                consent.insert("receipt".into(), receipt);
             }
             Value::Object(consent)
         })
@@ -482,7 +532,7 @@ fn raw_of<'f>(fields: &'f [(String, String)], key: &str) -> Option<&'f str> {
 }
 
 proptest! {
-    // About 2.5 s for the four on two cores (debug build).
+    // About 3 s for the five on two cores (debug build).
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
@@ -578,6 +628,32 @@ proptest! {
             let ip = json!(CLIENT_IP).to_string();
             let ip = raw_of(&context, "ip").unwrap_or(&ip);
             prop_assert_eq!(raw_of(&out_context, "ip"), Some(ip), "{}: context.ip", mode);
+        }
+    }
+
+    #[test]
+    fn every_forwarded_event_has_exactly_the_edges_receipt(setup in setup(), event in event()) {
+        for (mode, proxy, out) in in_every_mode(&setup, &event) {
+            let Some(out) = out else { continue };
+            let out = raw_fields(std::str::from_utf8(&out).unwrap());
+            let context = raw_fields(raw_of(&out, "context").expect("a context"));
+            let rules = proxy.set.rules().digest().to_string();
+            let Some(expected) = setup.receipt(&rules) else {
+                // Off: none, not even one the page stamped.
+                let consent = raw_of(&context, "consent").filter(|c| *c != "null");
+                prop_assert!(
+                    consent.is_none_or(|c| raw_of(&raw_fields(c), "receipt").is_none()),
+                    "{}: a receipt with RECEIPTS=off", mode
+                );
+                continue;
+            };
+            let consent = raw_fields(raw_of(&context, "consent").expect("a consent"));
+            prop_assert_eq!(raw_of(&consent, "receipt"), Some(expected.as_str()), "{}", mode);
+            // Under MODE=integrations the receipt is all the edge adds to a consent.
+            let stamped = event.get("context").and_then(|c| c.get("consent")).filter(|c| c.is_object());
+            if mode == "integrations" && stamped.is_none() {
+                prop_assert_eq!(consent.len(), 1, "{}: {:?}", mode, consent);
+            }
         }
     }
 

@@ -86,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
         if gpc {
             let chose = |g: &str| {
                 cookie.is_some_and(|c| {
-                    (c.interaction_count >= 1 || cookies.alert_box_closed)
+                    (c.interaction_count >= 1 || cookies.alert_box_closed.is_some())
                         && c.group(g) == Some(true)
                 })
             };

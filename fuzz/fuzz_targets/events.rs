@@ -1,7 +1,8 @@
 //! Any body on any tracking endpoint is either refused or rewritten into JSON
-//! that grants no destination or group the cookie refuses; rewriting the
-//! rewrite changes nothing. Each body runs under every scenario (MODE ×
-//! cookie).
+//! that grants no destination or group the cookie refuses, and whose every
+//! event carries exactly the edge's receipt (none with `RECEIPTS = "off"`);
+//! rewriting the rewrite changes nothing. Each body runs under every scenario
+//! (MODE and RECEIPTS × cookie).
 #![no_main]
 
 mod common;
@@ -12,6 +13,7 @@ use consent_edge::cookie::parse_cookie_header;
 use consent_edge::destinations::{Destination, DestinationSet};
 use consent_edge::events::{self, Endpoint, Enforced, Enforcer, Refusal};
 use consent_edge::json;
+use consent_edge::receipt::Receipt;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -27,6 +29,8 @@ struct Scenario {
     config: Config,
     set: DestinationSet,
     state: ConsentState,
+    /// The receipt the edge stamps; `None` with `RECEIPTS = "off"`.
+    receipt: Option<Value>,
 }
 
 /// Segment destinations as the Projects API lists them; no name of one is
@@ -75,16 +79,21 @@ fn scenarios() -> &'static [Scenario] {
     SCENARIOS.get_or_init(|| {
         let configs = [
             common::config(&[]),
-            common::config(&[("MODE", "integrations"), ("ALL_DEFAULT", "true")]),
+            common::config(&[
+                ("MODE", "integrations"),
+                ("ALL_DEFAULT", "true"),
+                ("RECEIPTS", "with-id"),
+            ]),
             common::config(&[
                 ("MODE", "context"),
                 ("COLLECTION_GROUP", "C0002"),
                 ("DESTINATION_MAP", r#"{"Webhooks": ["C0002", "SSPD_BG"]}"#),
+                ("RECEIPTS", "off"),
             ]),
         ];
         let cookies = [
             (
-                "OptanonConsent=groups=C0001:1,C0002:1,C0003:0,C0004:0,SSPD_BG:1&interactionCount=1",
+                "OptanonConsent=groups=C0001:1,C0002:1,C0003:0,C0004:0,SSPD_BG:1&interactionCount=1&consentId=6fcfe4fe-8de9; OptanonAlertBoxClosed=2026-11-23T09:00:00.000Z",
                 false,
             ),
             ("", false),
@@ -107,10 +116,14 @@ fn scenarios() -> &'static [Scenario] {
                         country: Some("DE"),
                     },
                 );
+                let set = DestinationSet::new(&list, config);
+                let receipt = Receipt::new(config, &state, set.rules().digest())
+                    .map(|r| serde_json::from_slice(&r.to_json()).expect("a receipt is JSON"));
                 scenarios.push(Scenario {
                     config: config.clone(),
-                    set: DestinationSet::new(&list, config),
+                    set,
                     state,
+                    receipt,
                 });
             }
         }
@@ -158,12 +171,22 @@ fn check(s: &Scenario, endpoint: Endpoint, input: &[u8], enforced: &Enforced) {
     match serde_json::from_slice::<Value>(out) {
         Ok(value) => {
             let batch = value.get("batch").and_then(Value::as_array);
-            let events = match (endpoint, batch) {
+            let events: Vec<&Value> = match (endpoint, batch) {
                 (Endpoint::Batch, Some(batch)) => batch.iter().collect(),
-                _ => Vec::new(),
+                _ => vec![&value],
             };
-            for object in events.into_iter().chain([&value]) {
+            let envelope = (endpoint == Endpoint::Batch).then_some(&value);
+            for object in events.iter().copied().chain(envelope) {
                 check_consent(s, object);
+            }
+            for event in events {
+                let receipt = event.pointer("/context/consent/receipt");
+                assert_eq!(receipt, s.receipt.as_ref(), "not the edge's receipt");
+            }
+            if endpoint == Endpoint::Batch {
+                // The envelope is corrected, never extended.
+                let receipt = value.pointer("/context/consent/receipt");
+                assert!(receipt.is_none() || receipt == s.receipt.as_ref());
             }
         }
         Err(e) => {

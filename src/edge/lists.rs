@@ -1,12 +1,14 @@
 //! Destination lists on the request path: an in-isolate cache in front of KV,
 //! so a warm isolate reads KV about once a minute per write key, and a single
-//! background fetch when a key has no list yet.
+//! background fetch when a key has no list yet. And the rules snapshots that
+//! receipts name: each stored once per isolate, on its first use.
 
-use super::{now_ms, upstream};
-use crate::config::Config;
+use super::{log_line, now_ms, upstream};
+use crate::config::{Config, Receipts};
 use crate::destinations::{self, DestinationList, DestinationSet};
-use crate::refresh;
-use std::cell::{Cell, RefCell};
+use crate::refresh::{self, Snapshot};
+use crate::rules::{Rules, SnapshotLedger};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use worker::{Context, Env};
@@ -27,13 +29,18 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// No destination known: every one falls to `ALL_DEFAULT`.
-    pub fn failsafe() -> Loaded {
-        Loaded {
-            set: Rc::new(DestinationSet::default()),
-            fetched_at: None,
-            generation: 0,
-        }
+    /// No destination known: every one falls to `ALL_DEFAULT`. Made once per
+    /// isolate, as its rules digest is.
+    pub fn failsafe(config: &Config) -> Loaded {
+        FAILSAFE.with(|failsafe| {
+            failsafe
+                .get_or_init(|| Loaded {
+                    set: Rc::new(DestinationSet::new(&[], config)),
+                    fetched_at: None,
+                    generation: 0,
+                })
+                .clone()
+        })
     }
 }
 
@@ -47,6 +54,8 @@ thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
     /// Keys with a background fetch under way: one per isolate, no stampede.
     static FETCHING: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    static FAILSAFE: OnceCell<Loaded> = const { OnceCell::new() };
+    static SNAPSHOTS: RefCell<SnapshotLedger> = RefCell::new(SnapshotLedger::default());
 }
 
 /// The list for `write_key` if this isolate has a fresh one: no KV, no await.
@@ -72,7 +81,7 @@ pub async fn get(config: &Rc<Config>, env: &Env, ctx: &Context, write_key: &str)
     let now = now_ms();
     let cached = entry(write_key);
     let Ok(store) = KvStore::open(env) else {
-        return keep(write_key, cached, now);
+        return keep(config, write_key, cached, now);
     };
     match store.read(&destinations::kv_key(write_key)).await {
         Ok(Some(raw)) => match DestinationList::from_json(&raw) {
@@ -84,12 +93,12 @@ pub async fn get(config: &Rc<Config>, env: &Env, ctx: &Context, write_key: &str)
                     super::log_line("kv.corrupt", &refresh::short_key(write_key), &e.to_string())
                 );
                 fetch_in_background(config, env, ctx, write_key);
-                keep(write_key, cached, now)
+                keep(config, write_key, cached, now)
             }
         },
         Ok(None) => {
             fetch_in_background(config, env, ctx, write_key);
-            keep(write_key, cached, now)
+            keep(config, write_key, cached, now)
         }
         // KV trouble: keep serving what this isolate had.
         Err(e) => {
@@ -97,14 +106,14 @@ pub async fn get(config: &Rc<Config>, env: &Env, ctx: &Context, write_key: &str)
                 "{}",
                 super::log_line("kv.error", &refresh::short_key(write_key), &e)
             );
-            keep(write_key, cached, now)
+            keep(config, write_key, cached, now)
         }
     }
 }
 
 /// Keeps the isolate's entry (or the failsafe) for another period.
-fn keep(write_key: &str, cached: Option<(Loaded, u64)>, now: u64) -> Loaded {
-    let loaded = cached.map_or_else(Loaded::failsafe, |(loaded, _)| loaded);
+fn keep(config: &Config, write_key: &str, cached: Option<(Loaded, u64)>, now: u64) -> Loaded {
+    let loaded = cached.map_or_else(|| Loaded::failsafe(config), |(loaded, _)| loaded);
     let entry = Entry {
         loaded: loaded.clone(),
         checked_ms: now,
@@ -151,6 +160,58 @@ fn fetch_in_background(config: &Rc<Config>, env: &Env, ctx: &Context, write_key:
         }
         FETCHING.with(|f| f.borrow_mut().remove(&write_key));
     });
+}
+
+/// Stores the snapshot of `set`'s rules in the background if this is their
+/// first use in this isolate.
+pub fn store_rules_in_background(
+    config: &Config,
+    env: &Env,
+    ctx: &Context,
+    set: &Rc<DestinationSet>,
+) {
+    if !claim(config, set.rules()) {
+        return;
+    }
+    match KvStore::open(env) {
+        Ok(store) => {
+            let set = set.clone();
+            ctx.wait_until(async move { store_claimed(&store, set.rules()).await });
+        }
+        Err(e) => settle(set.rules(), Err(e.to_string())),
+    }
+}
+
+/// Stores the snapshot of `rules` now (the cron), unless this isolate has.
+pub async fn store_rules_now(config: &Config, store: &KvStore, rules: &Rules) {
+    if claim(config, rules) {
+        store_claimed(store, rules).await;
+    }
+}
+
+/// Whether this caller is to store `rules`' snapshot: receipts are on and
+/// the ledger says so.
+fn claim(config: &Config, rules: &Rules) -> bool {
+    config.receipts != Receipts::Off
+        && SNAPSHOTS.with(|ledger| ledger.borrow_mut().claim(rules.digest(), now_ms()))
+}
+
+async fn store_claimed(store: &KvStore, rules: &Rules) {
+    let result = refresh::store_rules(store, rules).await;
+    settle(rules, result);
+}
+
+fn settle(rules: &Rules, result: Result<Snapshot, String>) {
+    let digest = rules.digest();
+    SNAPSHOTS.with(|ledger| ledger.borrow_mut().settle(digest, result.is_ok(), now_ms()));
+    match result {
+        Ok(Snapshot::Written) => worker::console_log!(
+            "{}",
+            log_line("rules.stored", &digest.to_string(), "rules snapshot stored")
+        ),
+        Ok(Snapshot::AlreadyStored) => {}
+        Err(e) => worker::console_error!("{}", log_line("rules.error", &digest.to_string(), &e)),
+    }
 }
 
 /// The `DESTINATIONS` KV namespace.

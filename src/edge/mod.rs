@@ -19,8 +19,9 @@ use crate::json::ObjectWriter;
 use crate::loader;
 use crate::memo::Memo;
 use crate::metrics;
-use crate::refresh::{self, RefreshStatus};
+use crate::refresh::{self, RefreshStatus, Store};
 use crate::routes::{self, Method, Route};
+use crate::rules::{Rules, RulesDigest};
 use std::cell::RefCell;
 use std::rc::Rc;
 use worker::js_sys::{self, Reflect, Uint8Array};
@@ -114,9 +115,22 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         refresh::refresh_all(&upstream::Edge, &store, cdn, &config.write_keys, now_ms()).await;
     for (write_key, status, list) in results {
         worker::console_log!("{}", refresh::log_line(&write_key, &status, "cron"));
-        if let Some(list) = list {
-            lists::remember(&config, &write_key, list);
-        }
+        // The rules each key's events are stamped with from now on: stored,
+        // so that every digest /healthz shows can be looked up.
+        let rules = match list {
+            Some(list) => lists::remember(&config, &write_key, list)
+                .set
+                .rules()
+                .clone(),
+            None => {
+                let kept = store.list(&write_key).await;
+                Rules::new(
+                    &config,
+                    kept.map(|l| l.destinations).as_deref().unwrap_or_default(),
+                )
+            }
+        };
+        lists::store_rules_now(&config, &store, &rules).await;
     }
 }
 
@@ -163,10 +177,13 @@ async fn handle(
             let reply = if route == Route::Loader {
                 loader(config, env, &url, write_key, &list, &state)
             } else {
+                // It shows a receipt naming these rules.
+                lists::store_rules_in_background(config, env, ctx, &list.set);
                 handlers::consent(config, &list.set, &state, list.fetched_at.as_deref())
             };
             (reply, None)
         }
+        Route::Rules(digest) => (rules(env, digest).await, None),
         Route::Cdn(path) => match handlers::cdn_target(config, path) {
             Err(reply) => (reply, None),
             Ok((kind, upstream_url)) => match cdn_fetch(&upstream_url, ctx).await {
@@ -310,21 +327,35 @@ fn response_of(head: &Fetched, buffer: &js_sys::ArrayBuffer) -> Result<web_sys::
     web_sys::Response::new_with_opt_buffer_source_and_init(Some(buffer), &init)
 }
 
+/// `{p}/rules/{digest}`: the snapshot as KV holds it.
+async fn rules(env: &Env, digest: RulesDigest) -> Reply {
+    let stored = match lists::KvStore::open(env) {
+        Ok(store) => store.get(&digest.kv_key()).await,
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = &stored {
+        worker::console_error!("{}", log_line("kv.error", "rules", e));
+    }
+    handlers::rules(digest, stored)
+}
+
 async fn healthz(config: &Rc<Config>, env: &Env) -> Reply {
     let store = lists::KvStore::open(env).ok();
     let mut keys = Vec::with_capacity(config.write_keys.len());
     for wk in &config.write_keys {
         let health = match &store {
-            Some(store) => KeyHealth {
-                list: store
-                    .list(wk)
-                    .await
-                    .map(|l| (l.destinations.len(), l.fetched_at)),
-                last_refresh: store
-                    .text(&refresh::status_key(wk))
-                    .await
-                    .and_then(|raw| serde_json::from_str::<RefreshStatus>(&raw).ok()),
-            },
+            Some(store) => {
+                let list = store.list(wk).await;
+                let destinations = list.as_ref().map_or(&[][..], |l| &l.destinations);
+                KeyHealth {
+                    rules: Some(Rules::new(config, destinations).digest()),
+                    list: list.map(|l| (l.destinations.len(), l.fetched_at)),
+                    last_refresh: store
+                        .text(&refresh::status_key(wk))
+                        .await
+                        .and_then(|raw| serde_json::from_str::<RefreshStatus>(&raw).ok()),
+                }
+            }
             None => KeyHealth::default(),
         };
         keys.push((wk.as_str(), health));

@@ -50,6 +50,7 @@ impl TrackPlan {
 #[allow(clippy::too_many_arguments)]
 pub fn track_post(
     env: Env,
+    ctx: worker_sys::Context,
     request: &Request,
     origin: Option<String>,
     cookie: Option<String>,
@@ -90,10 +91,10 @@ pub fn track_post(
         Some(wk) => match lists::cached(wk) {
             Some(list) => list,
             // Loaded and still not fresh: not expected, but never ask twice.
-            None if list_loaded => lists::Loaded::failsafe(),
+            None if list_loaded => lists::Loaded::failsafe(&config),
             None => return Ok(JsValue::from_str(wk)),
         },
-        None => lists::Loaded::failsafe(),
+        None => lists::Loaded::failsafe(&config),
     };
     // Only a tracking call with a write key makes a point (not `/m`).
     let metered = match (
@@ -105,8 +106,13 @@ pub fn track_post(
         _ => None,
     };
     let state = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
+    let keyed = parsed.write_key().is_some();
     let enforced = Enforcer::new(&config, &list.set, &state, client_ip.as_deref()).enforce(parsed);
     let counts = enforced.counts;
+    if keyed && counts.forwarded > 0 {
+        // Receipts went out naming these rules.
+        lists::store_rules_in_background(&config, &env, &Context::new(ctx), &list.set);
+    }
     // Written once the post is decided and its upstream fetch under way.
     let record = || {
         if let Some((dataset, write_key, kind)) = &metered {

@@ -95,10 +95,10 @@ export async function eventually(check, { timeoutMs = 5000, stepMs = 25 } = {}) 
  * the cron trigger) before its tests, the fake Segment's log cleared before
  * each, stopped after. Use it like the stack itself once the tests run.
  */
-export function sharedStack(vars, { cron = true } = {}) {
+export function sharedStack(vars, { cron = true, ...options } = {}) {
   const shared = {};
   before(async () => {
-    Object.assign(shared, await startStack({ vars }));
+    Object.assign(shared, await startStack({ vars, ...options }));
     if (cron) await shared.cron();
   });
   after(() => shared.dispose());
