@@ -40,6 +40,9 @@
   // call order with the time of the call, and replayed in that order (the
   // snippet buffer would replay them grouped by method, timed at replay).
   var early = [];
+  // The Analytics instance: `loaded` once our plugin loads, `instance` once
+  // analytics.js has initialized and the early calls have gone in.
+  var loaded = null;
   var instance = null;
   analytics.methods = [
     "trackSubmit", "trackClick", "trackLink", "trackForm", "pageview", "identify",
@@ -252,7 +255,6 @@
 
   // Initialized: the early calls go in, in the order they were made, before
   // any later call does.
-  var loaded = null;
   analytics.on("initialize", function () {
     instance = loaded;
     var calls = early.splice(0, early.length);
@@ -261,7 +263,10 @@
 
   function replay(record) {
     var live = instance || (w.analytics.initialized && w.analytics);
-    if (!live) return early.push(record);
+    if (!live) {
+      early.push(record);
+      return;
+    }
     var result = live[record.method].apply(live, record.args.concat([record.page]));
     if (result && isFunction(result.catch)) result.catch(function () {});
   }
