@@ -42,11 +42,17 @@ pub struct LoaderInput<'a> {
 /// (0: it does not): only an undecided visitor, and only when a decision could
 /// change something, i.e. the resolved consent leaves a destination disabled.
 pub fn hold_ms(config: &Config, state: &ConsentState, resolution: &Resolution) -> u32 {
-    if !state.decided && resolution.enabled.contains(&false) {
+    if may_hold(config, state) && resolution.enabled.contains(&false) {
         config.pre_consent_hold_ms
     } else {
         0
     }
+}
+
+/// Whether this visitor could be held at all, before the destinations are
+/// weighed: undecided, with the hold on.
+pub fn may_hold(config: &Config, state: &ConsentState) -> bool {
+    !state.decided && config.pre_consent_hold_ms > 0
 }
 
 /// Renders the loader for one request.

@@ -11,7 +11,7 @@ use crate::config::{Config, ConsentModel};
 use crate::consent::{ConsentState, Model, Resolution};
 use crate::destinations::DestinationSet;
 use crate::events::Counts;
-use crate::loader::hold_ms;
+use crate::loader::{hold_ms, may_hold};
 use crate::refresh::short_key;
 
 /// One data point, as `writeDataPoint` takes it.
@@ -129,9 +129,8 @@ pub fn tracking(
     write_key: &str,
     counts: Counts,
 ) -> DataPoint {
-    // A decided visitor is never held: no resolution needed for the answer.
-    let held = !state.decided
-        && config.pre_consent_hold_ms > 0
+    // Most posts come from decided visitors: no resolution needed for them.
+    let held = may_hold(config, state)
         && hold_ms(config, state, &Resolution::of_state(config, set, state)) > 0;
     let doubles = [
         counts.forwarded + counts.dropped,
