@@ -514,7 +514,9 @@
     // calls from it: while holding, also look for the SDK and the cookies.
     watch = setInterval(function () {
       if ((w.OneTrust && !heardOneTrust) || consentCookies() !== resolvedFrom) oneTrustSignal();
-    }, 250);
+    }, 100);
+    // An SDK already loaded has already made its first OptanonWrapper call.
+    if (w.OneTrust) oneTrustSignal();
     w.addEventListener("pagehide", leaving);
     document.addEventListener("visibilitychange", hidden);
     // Fetched now, run when the hold ends.
