@@ -384,11 +384,10 @@
   // outlives the page, with the consent as it stands (the edge enforces it).
   function leaving() {
     if (!holding) return;
-    var sendable = [];
-    for (var i = 0; i < early.length; i++) if (early[i].fields) sendable.push(early[i]);
+    release("page hidden");
+    var sendable = early.filter(function (record) { return record.fields; });
     early = early.filter(function (record) { return !record.fields; });
     if (sendable.length) send(sendable);
-    release("page hidden");
   }
 
   function hidden() {
