@@ -87,7 +87,9 @@ pub fn track_post(
             return answer(cors::with_cors(reply, &cors));
         }
     };
-    let list = match parsed.write_key() {
+    // The post's write key; `/m` carries none.
+    let write_key = parsed.write_key().map(str::to_owned);
+    let list = match write_key.as_deref() {
         Some(wk) => match lists::cached(wk) {
             Some(list) => list,
             // Loaded and still not fresh: not expected, but never ask twice.
@@ -99,17 +101,16 @@ pub fn track_post(
     // Only a tracking call with a write key makes a point (not `/m`).
     let metered = match (
         analytics::dataset(&env),
-        parsed.write_key(),
+        write_key.as_deref(),
         Kind::of_segment(segment),
     ) {
-        (Some(dataset), Some(write_key), Some(kind)) => Some((dataset, write_key.to_owned(), kind)),
+        (Some(dataset), Some(write_key), Some(kind)) => Some((dataset, write_key, kind)),
         _ => None,
     };
     let state = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
-    let keyed = parsed.write_key().is_some();
     let enforced = Enforcer::new(&config, &list.set, &state, client_ip.as_deref()).enforce(parsed);
     let counts = enforced.counts;
-    if keyed && counts.forwarded > 0 {
+    if write_key.is_some() && counts.forwarded > 0 {
         // Receipts went out naming these rules.
         lists::store_rules_in_background(&config, &env, &Context::new(ctx), &list.set);
     }
