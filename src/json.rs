@@ -9,9 +9,11 @@
 //! accepted, as `JSON.parse` and Segment's API accept it. analytics.js sends
 //! one for a string cut mid-emoji, and refusing it would lose the event.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use std::borrow::Cow;
+use std::collections::hash_map::Entry as HashEntry;
 use std::fmt;
+use std::hash::BuildHasher;
 
 /// Nesting deeper than this is refused (as `serde_json` does).
 pub const MAX_DEPTH: usize = 128;
@@ -57,23 +59,40 @@ impl fmt::Display for ParseError {
 /// A JSON object as entries in document order. A key that appears twice keeps
 /// its first position and its last value, as `JSON.parse` does, so what the
 /// Worker rewrites is what the next reader sees.
+///
+/// Entries are plain spans of the text (no drop glue, one allocation per
+/// object): the rare escaped key and the few values read nested sit in side
+/// tables, found by index.
 #[derive(Debug, Default)]
 pub struct RawObject<'a> {
-    entries: Vec<Entry<'a>>,
+    slots: Vec<Slot<'a>>,
+    /// Keys whose escapes made them differ from the text between the quotes.
+    unescaped: Vec<Box<str>>,
+    /// Values read as objects or arrays (their shape said so).
+    nested: Vec<Nested<'a>>,
 }
 
-/// One `"key": value` of an object.
-#[derive(Debug)]
-pub struct Entry<'a> {
-    /// The key as written, quotes included: valid JSON to copy out as is.
-    literal: &'a str,
-    /// The key, when escapes in `literal` made it differ from the text
-    /// between the quotes.
-    unescaped: Option<Box<str>>,
-    value: &'a str,
-    /// Boxed: few values are read nested, and a small entry keeps the
-    /// hundred-key `integrations` objects compact.
-    nested: Option<Box<Nested<'a>>>,
+/// One `"key": value` of an object, as spans of the text.
+#[derive(Debug, Clone, Copy)]
+struct Slot<'a> {
+    /// From the key's opening quote to the value's last byte: valid JSON
+    /// for the entry, copied out as is when it is kept.
+    text: &'a str,
+    /// Where the key literal (quotes included) ends within `text`.
+    key_end: usize,
+    /// Where the value starts within `text`.
+    value_at: usize,
+    /// 1 + the index of the unescaped key, or 0 when it has no escapes.
+    unescaped: usize,
+    /// 1 + the index of the value read nested, or 0.
+    nested: usize,
+}
+
+/// One entry of a [`RawObject`], as iteration yields it.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'o, 'a> {
+    key: &'o str,
+    slot: &'o Slot<'a>,
 }
 
 #[derive(Debug)]
@@ -91,18 +110,40 @@ pub struct Element<'a> {
     pub object: Option<RawObject<'a>>,
 }
 
-impl<'a> Entry<'a> {
-    pub fn key(&self) -> &str {
-        match &self.unescaped {
-            Some(key) => key,
-            None => &self.literal[1..self.literal.len() - 1],
-        }
+impl<'o, 'a> Entry<'o, 'a> {
+    pub fn key(self) -> &'o str {
+        self.key
     }
 
     /// The value's text.
-    pub fn value(&self) -> &'a str {
-        self.value
+    pub fn value(self) -> &'a str {
+        slice(self.slot.text, self.slot.value_at, self.slot.text.len())
     }
+
+    /// The key as written, quotes included: valid JSON to copy out as is.
+    fn literal(self) -> &'a str {
+        slice(self.slot.text, 0, self.slot.key_end)
+    }
+}
+
+impl<'a> Slot<'a> {
+    /// The key between the quotes, as written.
+    fn written_key(&self) -> &'a str {
+        slice(self.text, 1, self.key_end - 1)
+    }
+}
+
+/// `text[start..end]` where both ends are known to sit next to an ASCII byte
+/// of JSON's grammar (a quote, a bracket, a colon, a value's first or last
+/// byte), so they are char boundaries.
+#[inline]
+fn slice(text: &str, start: usize, end: usize) -> &str {
+    debug_assert!(text.is_char_boundary(start) && text.is_char_boundary(end) && start <= end);
+    // SAFETY: the scanner only records positions next to ASCII bytes of the
+    // JSON grammar in a `str`, and every caller passes such positions: each
+    // is a char boundary within `text` (checked in debug builds, and so by
+    // every test and fuzz target).
+    unsafe { text.get_unchecked(start..end) }
 }
 
 impl<'a> RawObject<'a> {
@@ -120,6 +161,7 @@ impl<'a> RawObject<'a> {
             text,
             bytes: text.as_bytes(),
             pos: 0,
+            scratch: Vec::new(),
         };
         s.ws();
         if s.peek() != Some(b'{') {
@@ -135,12 +177,12 @@ impl<'a> RawObject<'a> {
 
     /// The raw text of the value at `key`.
     pub fn get(&self, key: &str) -> Option<&'a str> {
-        self.entry(key).map(|e| e.value)
+        self.entry(key).map(Entry::value)
     }
 
     /// The value at `key`, when it was read as an object.
     pub fn object(&self, key: &str) -> Option<&RawObject<'a>> {
-        match self.entry(key)?.nested.as_deref()? {
+        match self.nested_at(key)? {
             Nested::Object(object) => Some(object),
             Nested::Array(_) => None,
         }
@@ -148,66 +190,104 @@ impl<'a> RawObject<'a> {
 
     /// The elements at `key`, when it was read as an array.
     pub fn array(&self, key: &str) -> Option<&[Element<'a>]> {
-        match self.entry(key)?.nested.as_deref()? {
+        match self.nested_at(key)? {
             Nested::Array(elements) => Some(elements),
             Nested::Object(_) => None,
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Entry<'a>> {
-        self.entries.iter()
+    pub fn iter(&self) -> impl Iterator<Item = Entry<'_, 'a>> {
+        self.slots.iter().map(|slot| Entry {
+            key: self.key_of(slot),
+            slot,
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.slots.is_empty()
     }
 
-    fn entry(&self, key: &str) -> Option<&Entry<'a>> {
-        self.entries.iter().find(|e| e.key() == key)
+    fn key_of(&self, slot: &Slot<'a>) -> &str {
+        match slot.unescaped {
+            0 => slot.written_key(),
+            n => &self.unescaped[n - 1],
+        }
     }
 
+    fn entry(&self, key: &str) -> Option<Entry<'_, 'a>> {
+        self.iter().find(|e| e.key == key)
+    }
+
+    fn nested_at(&self, key: &str) -> Option<&Nested<'a>> {
+        match self.entry(key)?.slot.nested {
+            0 => None,
+            n => self.nested.get(n - 1),
+        }
+    }
+
+    /// Applies duplicate keys: first position, last value (written as the
+    /// last one was: the same key either way).
     fn dedupe(&mut self) {
-        let n = self.entries.len();
-        // Small objects (the usual event) are checked pairwise, without hashing.
-        let entries = &self.entries;
-        if n <= 16 && !(1..n).any(|i| entries[..i].iter().any(|e| e.key() == entries[i].key())) {
+        let repeats = self.repeats();
+        if repeats.is_empty() {
             return;
         }
-        let moves = {
-            let mut first: FxHashMap<&str, usize> =
-                FxHashMap::with_capacity_and_hasher(n, Default::default());
-            let mut moves = Vec::new();
-            for (i, e) in self.entries.iter().enumerate() {
-                match first.get(e.key()) {
-                    Some(&at) => moves.push((at, i)),
-                    None => {
-                        first.insert(e.key(), i);
-                    }
-                }
-            }
-            moves
-        };
-        if moves.is_empty() {
-            return;
-        }
-        let mut keep = vec![true; n];
-        for &(at, from) in &moves {
-            keep[from] = false;
-            let later = self.entries[from].nested.take();
-            self.entries[at].value = self.entries[from].value;
-            self.entries[at].nested = later;
+        let mut keep = vec![true; self.slots.len()];
+        for &(first, repeat) in &repeats {
+            keep[repeat] = false;
+            self.slots[first] = self.slots[repeat];
         }
         let mut i = 0;
-        self.entries.retain(|_| {
+        self.slots.retain(|_| {
             i += 1;
             keep[i - 1]
         });
     }
+
+    /// Each entry whose key an earlier one has, with that earlier one. Up to
+    /// [`FILTERED`] entries, a filter of key hashes on the stack sends only
+    /// likely repeats to an exact look back: the usual object, with none,
+    /// costs a hash per key and no allocation.
+    fn repeats(&self) -> Vec<(usize, usize)> {
+        let keys = self.slots.iter().map(|slot| self.key_of(slot));
+        if self.slots.len() > FILTERED {
+            let mut first: FxHashMap<&str, usize> =
+                FxHashMap::with_capacity_and_hasher(self.slots.len(), Default::default());
+            return keys
+                .enumerate()
+                .filter_map(|(i, key)| match first.entry(key) {
+                    HashEntry::Occupied(at) => Some((*at.get(), i)),
+                    HashEntry::Vacant(slot) => {
+                        slot.insert(i);
+                        None
+                    }
+                })
+                .collect();
+        }
+        let mut seen = [0u64; FILTER_BITS / 64];
+        let mut repeats = Vec::new();
+        for (i, key) in keys.enumerate() {
+            let bit = FxBuildHasher.hash_one(key) as usize % FILTER_BITS;
+            let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+            if seen[word] & mask != 0 {
+                let earlier = self.slots[..i].iter().position(|s| self.key_of(s) == key);
+                repeats.extend(earlier.map(|first| (first, i)));
+            }
+            seen[word] |= mask;
+        }
+        repeats
+    }
 }
+
+/// Objects up to this many entries are checked for repeated keys with a
+/// filter (a look back costs at most this many comparisons); larger ones
+/// with a hash map.
+const FILTERED: usize = 256;
+const FILTER_BITS: usize = 4096;
 
 /// Checks that `text` is one JSON value.
 pub fn validate(text: &str) -> Result<(), ParseError> {
@@ -215,6 +295,7 @@ pub fn validate(text: &str) -> Result<(), ParseError> {
         text,
         bytes: text.as_bytes(),
         pos: 0,
+        scratch: Vec::new(),
     };
     s.skip_value(0)?;
     s.end()
@@ -264,6 +345,9 @@ struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    /// The entries of the objects being read, innermost last: each object
+    /// takes its own out in one exact allocation when it closes.
+    scratch: Vec<Slot<'a>>,
 }
 
 impl<'a> Scanner<'a> {
@@ -506,40 +590,48 @@ impl<'a> Scanner<'a> {
             return Err(ParseError::TooDeep { at: self.pos });
         }
         self.pos += 1;
-        let mut object = RawObject {
-            entries: Vec::with_capacity(16),
-        };
+        let mut object = RawObject::default();
         self.ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
             return Ok(object);
         }
+        let first = self.scratch.len();
         loop {
             let (start, end, escaped) = self.key()?;
-            let literal = &self.text[start..end];
             let unescaped = if escaped {
-                let key =
-                    serde_json::from_str::<String>(literal).map_err(|_| ParseError::Syntax {
+                let key = serde_json::from_str::<String>(&self.text[start..end]).map_err(|_| {
+                    ParseError::Syntax {
                         at: start,
                         expected: "a valid key",
-                    })?;
-                Some(key.into_boxed_str())
+                    }
+                })?;
+                object.unescaped.push(key.into_boxed_str());
+                object.unescaped.len()
             } else {
-                None
+                0
             };
-            let key = unescaped
-                .as_deref()
-                .unwrap_or(&self.text[start + 1..end - 1]);
+            let key = match object.unescaped.last() {
+                Some(key) if escaped => key,
+                _ => slice(self.text, start + 1, end - 1),
+            };
             let shape = fields
                 .iter()
                 .find(|(name, _)| *name == key)
                 .map_or(Shape::Raw, |&(_, shape)| shape);
-            let value_start = self.pos;
-            let nested = self.shaped(shape, depth)?.map(Box::new);
-            object.entries.push(Entry {
-                literal,
+            let value_at = self.pos;
+            let nested = match self.shaped(shape, depth)? {
+                Some(nested) => {
+                    object.nested.push(nested);
+                    object.nested.len()
+                }
+                None => 0,
+            };
+            self.scratch.push(Slot {
+                text: slice(self.text, start, self.pos),
+                key_end: end - start,
+                value_at: value_at - start,
                 unescaped,
-                value: &self.text[value_start..self.pos],
                 nested,
             });
             self.ws();
@@ -555,6 +647,7 @@ impl<'a> Scanner<'a> {
                 _ => return Err(self.error("',' or '}'")),
             }
         }
+        object.slots = self.scratch.split_off(first);
         object.dedupe();
         Ok(object)
     }
@@ -622,8 +715,8 @@ impl<'o> ObjectWriter<'o> {
     }
 
     /// Starts a field named as `entry` is, its key copied as written.
-    pub fn key_of(&mut self, entry: &Entry<'_>) -> &mut Vec<u8> {
-        self.key_literal(entry.literal)
+    pub fn key_of(&mut self, entry: Entry<'_, '_>) -> &mut Vec<u8> {
+        self.key_literal(entry.literal())
     }
 
     /// Starts a field whose key is already a JSON string literal.
@@ -635,8 +728,9 @@ impl<'o> ObjectWriter<'o> {
     }
 
     /// Copies `entry` as it came.
-    pub fn entry(&mut self, entry: &Entry<'_>) {
-        self.key_of(entry).extend_from_slice(entry.value.as_bytes());
+    pub fn entry(&mut self, entry: Entry<'_, '_>) {
+        self.separate();
+        self.out.extend_from_slice(entry.slot.text.as_bytes());
     }
 
     pub fn bool(&mut self, key: &str, value: bool) {
@@ -759,7 +853,7 @@ mod tests {
         assert_eq!(keys, ["b", "a", "c\n"]);
         assert_eq!(object.get("a").unwrap(), r#"{"x" : 1.50}"#);
         assert_eq!(object.get("b").unwrap(), "[1, 2 ,3]");
-        assert_eq!(object.iter().nth(2).unwrap().literal, r#""c\n""#);
+        assert_eq!(object.iter().nth(2).unwrap().literal(), r#""c\n""#);
     }
 
     #[test]
