@@ -219,7 +219,7 @@ impl<'a> RawObject<'a> {
     }
 
     fn entry(&self, key: &str) -> Option<Entry<'_, 'a>> {
-        self.iter().find(|e| e.key == key)
+        self.iter().find(|e| same(e.key, key))
     }
 
     fn nested_at(&self, key: &str) -> Option<&Nested<'a>> {
@@ -339,6 +339,25 @@ fn special(bytes: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .map(|n| at + n)
+}
+
+/// `a == b`, eight bytes at a time. In wasm, `==` on strings calls a
+/// byte-by-byte `memcmp`; keys are compared for every `integrations` entry.
+#[inline]
+pub fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let word =
+        |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    match a.len() {
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        n => {
+            // Whole words, then the last eight bytes (overlapping the last word).
+            (0..n / 8).all(|i| word(a, i * 8) == word(b, i * 8)) && word(a, n - 8) == word(b, n - 8)
+        }
+    }
 }
 
 struct Scanner<'a> {
@@ -617,7 +636,7 @@ impl<'a> Scanner<'a> {
             };
             let shape = fields
                 .iter()
-                .find(|(name, _)| *name == key)
+                .find(|(name, _)| same(name, key))
                 .map_or(Shape::Raw, |&(_, shape)| shape);
             let value_at = self.pos;
             let nested = match self.shaped(shape, depth)? {
@@ -1041,6 +1060,20 @@ mod tests {
             let text: Vec<u8> = std::iter::repeat_n(b'x', plain).chain(bytes).collect();
             let naive = text.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
             prop_assert_eq!(special(&text), naive);
+        }
+
+        #[test]
+        fn compares_keys_as_equality_does(
+            a in "[ab\u{e9}]{0,20}",
+            flip in proptest::option::of(0usize..24),
+        ) {
+            // Equal, or one byte away, at every length and position.
+            let mut b = a.clone().into_bytes();
+            if let Some(at) = flip.filter(|&at| at < b.len()) {
+                b[at] ^= 1;
+            }
+            let b = String::from_utf8_lossy(&b).into_owned();
+            prop_assert_eq!(same(&a, &b), a == b);
         }
 
         #[test]
