@@ -54,3 +54,15 @@ pub fn batch(events: &[&str]) -> String {
         events.join(",")
     )
 }
+
+/// 100 stamped events whose `integrations` alternate between two stampings
+/// (one destination switched on, then off), so no event repeats the one
+/// before it: the worst case for reusing the reading of a repeated object.
+pub fn alternating_batch() -> String {
+    let other = TRACK.replacen(r#""Heap":false"#, r#""Heap":true"#, 1);
+    assert_ne!(other, TRACK, "the fixture stamps Heap");
+    let events: Vec<&str> = (0..100)
+        .map(|i| if i % 2 == 0 { TRACK } else { &other })
+        .collect();
+    batch(&events)
+}

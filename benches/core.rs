@@ -11,7 +11,7 @@ use consent_edge::events::Endpoint;
 use consent_edge::http::UrlParts;
 use consent_edge::metrics::{self, Kind};
 use consent_edge::{handlers, loader};
-use fixtures::{batch, Site, TRACK};
+use fixtures::{alternating_batch, batch, Site, TRACK};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -91,6 +91,9 @@ fn main() {
     // 100 events as the loader stamps them (every destination in `integrations`).
     let stamped = batch(&[TRACK; 100]);
     let stamped_time = time(50, 9, || rewrite(Endpoint::Batch, stamped.as_bytes()));
+    // The same, no event repeating the `integrations` of the one before.
+    let alternating = alternating_batch();
+    let alternating_time = time(50, 9, || rewrite(Endpoint::Batch, alternating.as_bytes()));
     // 500 events: Segment's 500 KiB limit allows ~1 KB each, so a lean event
     // without the destination keys (as a server-side library sends).
     let lean = lean_event();
@@ -122,6 +125,7 @@ fn main() {
     }
     for (label, n, event, body, t) in [
         ("stamped", 100, TRACK, &stamped, stamped_time),
+        ("alternating", 100, TRACK, &alternating, alternating_time),
         ("lean", 500, lean.as_str(), &lean_batch, lean_time),
     ] {
         println!(

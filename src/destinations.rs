@@ -272,7 +272,7 @@ impl DestinationSet {
     /// `integrations` mostly meets them in that order, without hashing.
     pub fn find_from(&self, hint: usize, key: &str) -> Option<usize> {
         match self.destinations.get(hint) {
-            Some(d) if json::same(&d.key, key) => Some(hint),
+            Some(d) if json::same(d.key.as_bytes(), key.as_bytes()) => Some(hint),
             _ => self.find(key),
         }
     }

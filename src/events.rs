@@ -17,7 +17,7 @@ use crate::json::{
 };
 use crate::onetrust;
 use crate::receipt::Receipt;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 /// Segment's limits: 32 KiB per event, 500 KiB per batch request.
@@ -33,11 +33,16 @@ const EVENT: &[(&str, Shape)] = &[
     ("integrations", Shape::Object(&[])),
     ("context", Shape::Object(&[("consent", CONSENT)])),
 ];
-/// A batch: its own consent fields, and each event read as above.
+/// A batch: its own consent fields, and each event read as above, except
+/// that an `integrations` repeated from the event before is not read again.
 const ENVELOPE: &[(&str, Shape)] = &[
     ("integrations", Shape::Object(&[])),
     ("context", Shape::Object(&[("consent", CONSENT)])),
-    ("batch", Shape::Array(&Shape::Object(EVENT))),
+    ("batch", Shape::Array(&Shape::Object(BATCH_EVENT))),
+];
+const BATCH_EVENT: &[(&str, Shape)] = &[
+    ("integrations", Shape::Repeated(&[])),
+    ("context", Shape::Object(&[("consent", CONSENT)])),
 ];
 
 /// The tracking API calls analytics.js and Segment's libraries make.
@@ -261,6 +266,18 @@ pub struct Enforcer<'a> {
     /// `context.consent.receipt`, rendered once for every event of the
     /// request; `None` with `RECEIPTS = "off"`.
     receipt: Option<Vec<u8>>,
+    /// The last `integrations` of a batch's events rewritten under the
+    /// request's own decisions.
+    repeat: RefCell<Option<Repeat>>,
+}
+
+/// An event's `integrations` as stamped and as rewritten, with what the
+/// rewrite counted: the events of a batch usually repeat it byte for byte,
+/// and the same bytes under the same decisions rewrite the same.
+struct Repeat {
+    stamped: Vec<u8>,
+    rewritten: Vec<u8>,
+    counted: Counts,
 }
 
 impl<'a> Enforcer<'a> {
@@ -276,6 +293,7 @@ impl<'a> Enforcer<'a> {
             state,
             client_ip,
             tally: Cell::default(),
+            repeat: RefCell::default(),
             receipt: Receipt::new(config, state, set.rules().digest()).map(|r| r.to_json()),
         }
     }
@@ -302,7 +320,7 @@ impl<'a> Enforcer<'a> {
             Parsed::Event { event, stamp, .. } => {
                 let base = self.base(Stamp::default());
                 let mut out = Vec::with_capacity(self.output_capacity(1, 4096));
-                if self.rewrite_event(&event, &stamp, &base, &mut out) {
+                if self.rewrite_event(&event, &stamp, &base, &mut out, false) {
                     Enforced {
                         body: Some(out),
                         counts: Counts {
@@ -343,6 +361,8 @@ impl<'a> Enforcer<'a> {
         stamps: &[Stamp],
     ) -> Enforced {
         let base = self.base(envelope_stamp);
+        // What was rewritten under another request's decisions is not reused.
+        self.repeat.take();
         let events = envelope.array("batch").unwrap_or_default();
         let size = events.iter().map(|e| e.raw.len()).sum();
         let mut out = Vec::with_capacity(self.output_capacity(events.len(), size));
@@ -360,7 +380,7 @@ impl<'a> Enforcer<'a> {
                         if forwarded > 0 {
                             buf.push(b',');
                         }
-                        if self.rewrite_event(event, stamp, &base, buf) {
+                        if self.rewrite_event(event, stamp, &base, buf, true) {
                             forwarded += 1;
                         } else {
                             buf.truncate(mark);
@@ -414,13 +434,15 @@ impl<'a> Enforcer<'a> {
     }
 
     /// Writes the rewritten event into `out`, or returns `false` (writing
-    /// nothing) when collection is refused and the event is dropped.
+    /// nothing) when collection is refused and the event is dropped. With
+    /// `repeats`, an `integrations` the event before had is not rewritten again.
     fn rewrite_event(
         &self,
         event: &RawObject<'_>,
         stamp: &Stamp,
         base: &Base,
         out: &mut Vec<u8>,
+        repeats: bool,
     ) -> bool {
         let own;
         let decided = if stamp.within(base) {
@@ -448,7 +470,13 @@ impl<'a> Enforcer<'a> {
         for entry in event.iter() {
             match entry.key() {
                 "integrations" if integrations.is_some() => {
-                    self.write_integrations(integrations, decided, w.key_of(entry), true)
+                    let out = w.key_of(entry);
+                    // Only under the request's own decisions: they hold for every event.
+                    if repeats && std::ptr::eq(decided, base) {
+                        self.write_repeated_integrations(entry.value(), integrations, base, out)
+                    } else {
+                        self.write_integrations(integrations, decided, out, true)
+                    }
                 }
                 "context" if context.is_some() => {
                     self.write_context(context, decided, w.key_of(entry), true)
@@ -469,6 +497,36 @@ impl<'a> Enforcer<'a> {
         }
         w.finish();
         true
+    }
+
+    /// [`write_integrations`](Self::write_integrations) for an event of a
+    /// batch whose `integrations` text is `stamped`, decided by `base`.
+    fn write_repeated_integrations(
+        &self,
+        stamped: &str,
+        integrations: Option<&RawObject<'_>>,
+        base: &Base,
+        out: &mut Vec<u8>,
+    ) {
+        if let Some(repeat) = &*self.repeat.borrow() {
+            if json::same(&repeat.stamped, stamped.as_bytes()) {
+                out.extend_from_slice(&repeat.rewritten);
+                self.count(repeat.counted.corrected, repeat.counted.kept);
+                return;
+            }
+        }
+        let (mark, before) = (out.len(), self.tally.get());
+        self.write_integrations(integrations, base, out, true);
+        let after = self.tally.get();
+        *self.repeat.borrow_mut() = Some(Repeat {
+            stamped: stamped.as_bytes().to_vec(),
+            rewritten: out[mark..].to_vec(),
+            counted: Counts {
+                corrected: after.corrected - before.corrected,
+                kept: after.kept - before.kept,
+                ..Counts::default()
+            },
+        });
     }
 
     /// Corrects every key that claims more than the consent allows; with
@@ -1236,6 +1294,41 @@ mod tests {
         assert_eq!(out["batch"][0]["integrations"]["GA4"], true);
         assert_eq!(out["batch"][1]["integrations"]["GA4"], false);
         assert_eq!(out["sentAt"], "2026-11-25T10:00:00.000Z");
+    }
+
+    #[test]
+    fn repeated_integrations_rewrite_as_each_event_alone() {
+        let f = fixture(&[], ANALYTICS_ONLY);
+        let stamped = json!({"All": false, "Segment.io": true, "GA4": true, "Ads": true});
+        let tampered = json!({"Ads": true, "Odd": true, "GA4": false});
+        let events = vec![
+            event(json!({"messageId": "1", "integrations": stamped})),
+            event(json!({"messageId": "2", "integrations": stamped})),
+            event(json!({"messageId": "3", "integrations": tampered})),
+            event(json!({"messageId": "4", "integrations": stamped})),
+            // Its own refusal decides it: not the request's decisions.
+            event(json!({"messageId": "5", "integrations": stamped,
+                         "context": {"consent": {"categoryPreferences": {"C0002": false}}}})),
+            event(json!({"messageId": "6", "integrations": stamped})),
+            event(json!({"messageId": "7", "integrations": tampered})),
+        ];
+        let body = batch(events.clone(), json!({}));
+        let enforced = f.enforce(Endpoint::Batch, &body, None).unwrap();
+        let out: Value = serde_json::from_slice(enforced.body.as_ref().unwrap()).unwrap();
+        let mut counts = Counts::default();
+        for (i, e) in events.into_iter().enumerate() {
+            let alone = f
+                .enforce(Endpoint::Event, &e.to_string(), Some(AUTH))
+                .unwrap();
+            let alone_out: Value = serde_json::from_slice(&alone.body.unwrap()).unwrap();
+            assert_eq!(out["batch"][i], alone_out, "event {i}");
+            counts.forwarded += alone.counts.forwarded;
+            counts.corrected += alone.counts.corrected;
+            counts.kept += alone.counts.kept;
+        }
+        assert_eq!(enforced.counts, counts);
+        assert_eq!(out["batch"][4]["integrations"]["GA4"], false, "own refusal");
+        assert_eq!(out["batch"][5]["integrations"]["GA4"], true, "shared again");
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub enum Shape {
     Object(&'static [(&'static str, Shape)]),
     /// When it is an array: read each element with this shape.
     Array(&'static Shape),
+    /// As `Object`, for a value the objects of one array usually repeat byte
+    /// for byte (analytics.js stamps every event of a page with the same
+    /// `integrations`): text identical to the last one read under this shape
+    /// is not read again; its reading is copied.
+    Repeated(&'static [(&'static str, Shape)]),
 }
 
 /// Why text is not the JSON object that was expected.
@@ -63,7 +68,7 @@ impl fmt::Display for ParseError {
 /// Entries are plain spans of the text (no drop glue, one allocation per
 /// object): the rare escaped key and the few values read nested sit in side
 /// tables, found by index.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct RawObject<'a> {
     slots: Vec<Slot<'a>>,
     /// Keys whose escapes made them differ from the text between the quotes.
@@ -95,14 +100,14 @@ pub struct Entry<'o, 'a> {
     slot: &'o Slot<'a>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Nested<'a> {
     Object(RawObject<'a>),
     Array(Vec<Element<'a>>),
 }
 
 /// An element of an array read with [`Shape::Array`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Element<'a> {
     /// The element's text.
     pub raw: &'a str,
@@ -162,6 +167,7 @@ impl<'a> RawObject<'a> {
             bytes: text.as_bytes(),
             pos: 0,
             scratch: Vec::new(),
+            repeated: None,
         };
         s.ws();
         if s.peek() != Some(b'{') {
@@ -219,7 +225,7 @@ impl<'a> RawObject<'a> {
     }
 
     fn entry(&self, key: &str) -> Option<Entry<'_, 'a>> {
-        self.iter().find(|e| same(e.key, key))
+        self.iter().find(|e| same(e.key.as_bytes(), key.as_bytes()))
     }
 
     fn nested_at(&self, key: &str) -> Option<&Nested<'a>> {
@@ -296,6 +302,7 @@ pub fn validate(text: &str) -> Result<(), ParseError> {
         bytes: text.as_bytes(),
         pos: 0,
         scratch: Vec::new(),
+        repeated: None,
     };
     s.skip_value(0)?;
     s.end()
@@ -344,8 +351,7 @@ fn special(bytes: &[u8]) -> Option<usize> {
 /// `a == b`, eight bytes at a time. In wasm, `==` on strings calls a
 /// byte-by-byte `memcmp`; keys are compared for every `integrations` entry.
 #[inline]
-pub fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -367,6 +373,16 @@ struct Scanner<'a> {
     /// The entries of the objects being read, innermost last: each object
     /// takes its own out in one exact allocation when it closes.
     scratch: Vec<Slot<'a>>,
+    /// The last object read under a [`Shape::Repeated`].
+    repeated: Option<Repeated<'a>>,
+}
+
+/// An object read under a [`Shape::Repeated`], and what it was read as.
+struct Repeated<'a> {
+    text: &'a str,
+    fields: &'static [(&'static str, Shape)],
+    depth: usize,
+    object: RawObject<'a>,
 }
 
 impl<'a> Scanner<'a> {
@@ -592,11 +608,43 @@ impl<'a> Scanner<'a> {
             (Shape::Array(element), Some(b'[')) => {
                 Ok(Some(Nested::Array(self.array(*element, depth + 1)?)))
             }
+            (Shape::Repeated(fields), Some(b'{')) => {
+                Ok(Some(Nested::Object(self.repeated(fields, depth + 1)?)))
+            }
             _ => {
                 self.skip_value(depth)?;
                 Ok(None)
             }
         }
+    }
+
+    /// An object at `pos` read under a [`Shape::Repeated`]. The same bytes
+    /// read under the same shape at the same depth are the same object, read
+    /// to the same end: the scanner looks at nothing else.
+    fn repeated(
+        &mut self,
+        fields: &'static [(&'static str, Shape)],
+        depth: usize,
+    ) -> Result<RawObject<'a>, ParseError> {
+        if let Some(last) = &self.repeated {
+            let here = self.bytes.get(self.pos..self.pos + last.text.len());
+            if std::ptr::eq(last.fields, fields)
+                && last.depth == depth
+                && here.is_some_and(|here| same(here, last.text.as_bytes()))
+            {
+                self.pos += last.text.len();
+                return Ok(last.object.clone());
+            }
+        }
+        let start = self.pos;
+        let object = self.object(fields, depth)?;
+        self.repeated = Some(Repeated {
+            text: slice(self.text, start, self.pos),
+            fields,
+            depth,
+            object: object.clone(),
+        });
+        Ok(object)
     }
 
     /// An object at `pos` (on its brace), `depth` levels deep.
@@ -636,7 +684,7 @@ impl<'a> Scanner<'a> {
             };
             let shape = fields
                 .iter()
-                .find(|(name, _)| same(name, key))
+                .find(|(name, _)| same(name.as_bytes(), key.as_bytes()))
                 .map_or(Shape::Raw, |&(_, shape)| shape);
             let value_at = self.pos;
             let nested = match self.shaped(shape, depth)? {
@@ -1073,7 +1121,34 @@ mod tests {
                 b[at] ^= 1;
             }
             let b = String::from_utf8_lossy(&b).into_owned();
-            prop_assert_eq!(same(&a, &b), a == b);
+            prop_assert_eq!(same(a.as_bytes(), b.as_bytes()), a == b);
+        }
+
+        #[test]
+        fn a_repeated_shape_reads_as_the_object_shape_does(
+            pool in proptest::collection::vec(jsonish(), 1..4),
+            picks in proptest::collection::vec(0usize..4, 1..8),
+        ) {
+            // Elements drawn from a small pool, so texts repeat, interleave,
+            // and some are not objects or not JSON at all.
+            let elements: Vec<String> = picks
+                .iter()
+                .map(|&i| format!("{{\"i\":{},\"n\":{i}}}", pool[i % pool.len()]))
+                .collect();
+            let text = format!("{{\"b\":[{}]}}", elements.join(","));
+            const OBJECT: &[(&str, Shape)] =
+                &[("b", Shape::Array(&Shape::Object(&[("i", Shape::Object(&[]))])))];
+            const REPEATED: &[(&str, Shape)] =
+                &[("b", Shape::Array(&Shape::Object(&[("i", Shape::Repeated(&[]))])))];
+            let read = |fields: &'static [(&'static str, Shape)]| {
+                RawObject::parse_shaped(&text, fields).map(|o| {
+                    o.array("b").unwrap().iter().map(|e| {
+                        let element = e.object.as_ref().unwrap();
+                        (e.raw.to_owned(), element.object("i").map(pairs))
+                    }).collect::<Vec<_>>()
+                })
+            };
+            prop_assert_eq!(read(OBJECT), read(REPEATED));
         }
 
         #[test]

@@ -5,7 +5,7 @@
 mod fixtures;
 
 use consent_edge::events::Endpoint;
-use fixtures::{batch, Site, TRACK};
+use fixtures::{alternating_batch, batch, Site, TRACK};
 use std::hint::black_box;
 
 thread_local! {
@@ -17,9 +17,19 @@ thread_local! {
 /// so none of it is optimized away.
 #[no_mangle]
 pub extern "C" fn rewrite_batch(n: u32) -> u32 {
+    rewrite_times(&batch(&[TRACK; 100]), n)
+}
+
+/// As [`rewrite_batch`], no event repeating the `integrations` of the one
+/// before.
+#[no_mangle]
+pub extern "C" fn rewrite_alternating_batch(n: u32) -> u32 {
+    rewrite_times(&alternating_batch(), n)
+}
+
+fn rewrite_times(body: &str, n: u32) -> u32 {
     SITE.with(|site| {
         let state = site.resolve();
-        let body = batch(&[TRACK; 100]);
         (0..n)
             .map(|_| written(site.rewrite(&state, Endpoint::Batch, body.as_bytes()).body))
             .sum()
