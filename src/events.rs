@@ -13,12 +13,13 @@ use crate::config::Config;
 use crate::consent::{collection, ConsentState, Grants, Resolution, SEGMENT_IO};
 use crate::destinations::DestinationSet;
 use crate::json::{
-    self, bool_text, string_value, write_str, ObjectWriter, ParseError, RawObject, Shape,
+    self, bool_text, string_value, write_str, Element, ObjectWriter, ParseError, RawObject, Shape,
 };
 use crate::onetrust;
 use crate::receipt::Receipt;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::rc::Rc;
 
 /// Segment's limits: 32 KiB per event, 500 KiB per batch request.
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
@@ -34,7 +35,8 @@ const EVENT: &[(&str, Shape)] = &[
     ("context", Shape::Object(&[("consent", CONSENT)])),
 ];
 /// A batch: its own consent fields, and each event read as above, except
-/// that an `integrations` repeated from the event before is not read again.
+/// that an `integrations` or a `context.consent` repeated from the event
+/// before is not read again.
 const ENVELOPE: &[(&str, Shape)] = &[
     ("integrations", Shape::Object(&[])),
     ("context", Shape::Object(&[("consent", CONSENT)])),
@@ -42,8 +44,9 @@ const ENVELOPE: &[(&str, Shape)] = &[
 ];
 const BATCH_EVENT: &[(&str, Shape)] = &[
     ("integrations", Shape::Repeated(&[])),
-    ("context", Shape::Object(&[("consent", CONSENT)])),
+    ("context", Shape::Object(&[("consent", REPEATED_CONSENT)])),
 ];
+const REPEATED_CONSENT: Shape = Shape::Repeated(&[("categoryPreferences", Shape::Object(&[]))]);
 
 /// The tracking API calls analytics.js and Segment's libraries make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +144,7 @@ pub enum Parsed<'b> {
         envelope: RawObject<'b>,
         envelope_stamp: Stamp,
         /// One per event of the envelope's `batch`, in order.
-        stamps: Vec<Stamp>,
+        stamps: Vec<Rc<Stamp>>,
         write_key: String,
     },
 }
@@ -206,13 +209,7 @@ pub fn parse<'b>(
                     bytes: e.raw.len(),
                 });
             }
-            let not_an_object = Refusal::NotAnObject {
-                what: "each batch event",
-            };
-            let stamps = events
-                .iter()
-                .map(|e| Stamp::read(e.object.as_ref().ok_or(not_an_object.clone())?))
-                .collect::<Result<Vec<_>, Refusal>>()?;
+            let stamps = Stamp::read_batch(events)?;
             // Consent stamped on the envelope applies to every event in it.
             let envelope_stamp = Stamp::read(&envelope)?;
             let event_keys = events
@@ -266,14 +263,21 @@ pub struct Enforcer<'a> {
     /// `context.consent.receipt`, rendered once for every event of the
     /// request; `None` with `RECEIPTS = "off"`.
     receipt: Option<Vec<u8>>,
-    /// The last `integrations` of a batch's events rewritten under the
-    /// request's own decisions.
-    repeat: RefCell<Option<Repeat>>,
+    /// What the last event of a batch rewritten under the request's own
+    /// decisions had.
+    repeats: RefCell<Repeats>,
 }
 
-/// An event's `integrations` as stamped and as rewritten, with what the
-/// rewrite counted: the events of a batch usually repeat it byte for byte,
-/// and the same bytes under the same decisions rewrite the same.
+/// The loader stamps every event of a page with the same `integrations` and
+/// `context.consent`, so the events of a batch usually repeat them byte for
+/// byte; the same bytes under the same decisions rewrite the same.
+#[derive(Default)]
+struct Repeats {
+    integrations: Option<Repeat>,
+    consent: Option<Repeat>,
+}
+
+/// An object as stamped and as rewritten, with what the rewrite counted.
 struct Repeat {
     stamped: Vec<u8>,
     rewritten: Vec<u8>,
@@ -293,7 +297,7 @@ impl<'a> Enforcer<'a> {
             state,
             client_ip,
             tally: Cell::default(),
-            repeat: RefCell::default(),
+            repeats: RefCell::default(),
             receipt: Receipt::new(config, state, set.rules().digest()).map(|r| r.to_json()),
         }
     }
@@ -358,11 +362,11 @@ impl<'a> Enforcer<'a> {
         &self,
         envelope: &RawObject<'_>,
         envelope_stamp: Stamp,
-        stamps: &[Stamp],
+        stamps: &[Rc<Stamp>],
     ) -> Enforced {
         let base = self.base(envelope_stamp);
         // What was rewritten under another request's decisions is not reused.
-        self.repeat.take();
+        self.repeats.take();
         let events = envelope.array("batch").unwrap_or_default();
         let size = events.iter().map(|e| e.raw.len()).sum();
         let mut out = Vec::with_capacity(self.output_capacity(events.len(), size));
@@ -397,9 +401,13 @@ impl<'a> Enforcer<'a> {
                         w.key_of(entry),
                         false,
                     ),
-                "context" if envelope.object("context").is_some() => {
-                    self.write_context(envelope.object("context"), &base, w.key_of(entry), false)
-                }
+                "context" if envelope.object("context").is_some() => self.write_context(
+                    envelope.object("context"),
+                    &base,
+                    w.key_of(entry),
+                    false,
+                    false,
+                ),
                 _ => w.entry(entry),
             }
         }
@@ -435,7 +443,7 @@ impl<'a> Enforcer<'a> {
 
     /// Writes the rewritten event into `out`, or returns `false` (writing
     /// nothing) when collection is refused and the event is dropped. With
-    /// `repeats`, an `integrations` the event before had is not rewritten again.
+    /// `repeats`, what the event before had is not rewritten again.
     fn rewrite_event(
         &self,
         event: &RawObject<'_>,
@@ -465,21 +473,25 @@ impl<'a> Enforcer<'a> {
                 .filter(|g| *g != strict && self.state.granted(g))
                 .count(),
         );
+        // Only under the request's own decisions: they hold for every event.
+        let repeats = repeats && std::ptr::eq(decided, base);
         let (integrations, context) = (event.object("integrations"), event.object("context"));
         let mut w = ObjectWriter::new(out);
         for entry in event.iter() {
             match entry.key() {
                 "integrations" if integrations.is_some() => {
                     let out = w.key_of(entry);
-                    // Only under the request's own decisions: they hold for every event.
-                    if repeats && std::ptr::eq(decided, base) {
-                        self.write_repeated_integrations(entry.value(), integrations, base, out)
-                    } else {
+                    let write = |out: &mut Vec<u8>| {
                         self.write_integrations(integrations, decided, out, true)
+                    };
+                    if repeats {
+                        self.repeated(|r| &mut r.integrations, entry.value(), out, write)
+                    } else {
+                        write(out)
                     }
                 }
                 "context" if context.is_some() => {
-                    self.write_context(context, decided, w.key_of(entry), true)
+                    self.write_context(context, decided, w.key_of(entry), true, repeats)
                 }
                 // A null one is replaced below.
                 "integrations" | "context" => {}
@@ -493,22 +505,22 @@ impl<'a> Enforcer<'a> {
         if context.is_none()
             && (mode.stamps_context() || self.receipt.is_some() || self.client_ip.is_some())
         {
-            self.write_context(None, decided, w.key("context"), true);
+            self.write_context(None, decided, w.key("context"), true, false);
         }
         w.finish();
         true
     }
 
-    /// [`write_integrations`](Self::write_integrations) for an event of a
-    /// batch whose `integrations` text is `stamped`, decided by `base`.
-    fn write_repeated_integrations(
+    /// Writes what `write` writes for the `stamped` text of one of the
+    /// [`Repeats`], or copies what it wrote for the same text before.
+    fn repeated(
         &self,
+        field: fn(&mut Repeats) -> &mut Option<Repeat>,
         stamped: &str,
-        integrations: Option<&RawObject<'_>>,
-        base: &Base,
         out: &mut Vec<u8>,
+        write: impl FnOnce(&mut Vec<u8>),
     ) {
-        if let Some(repeat) = &*self.repeat.borrow() {
+        if let Some(repeat) = field(&mut self.repeats.borrow_mut()) {
             if json::same(&repeat.stamped, stamped.as_bytes()) {
                 out.extend_from_slice(&repeat.rewritten);
                 self.count(repeat.counted.corrected, repeat.counted.kept);
@@ -516,9 +528,9 @@ impl<'a> Enforcer<'a> {
             }
         }
         let (mark, before) = (out.len(), self.tally.get());
-        self.write_integrations(integrations, base, out, true);
+        write(out);
         let after = self.tally.get();
-        *self.repeat.borrow_mut() = Some(Repeat {
+        *field(&mut self.repeats.borrow_mut()) = Some(Repeat {
             stamped: stamped.as_bytes().to_vec(),
             rewritten: out[mark..].to_vec(),
             counted: Counts {
@@ -619,6 +631,7 @@ impl<'a> Enforcer<'a> {
         decided: &Base,
         out: &mut Vec<u8>,
         extend: bool,
+        repeats: bool,
     ) {
         // Under MODE=integrations the receipt alone makes a `consent`.
         let writes_consent =
@@ -629,7 +642,14 @@ impl<'a> Enforcer<'a> {
         for entry in context.into_iter().flat_map(RawObject::iter) {
             match entry.key() {
                 "consent" if consent.is_some() => {
-                    self.write_consent(consent, decided, w.key_of(entry), extend)
+                    let out = w.key_of(entry);
+                    let write =
+                        |out: &mut Vec<u8>| self.write_consent(consent, decided, out, extend);
+                    if repeats {
+                        self.repeated(|r| &mut r.consent, entry.value(), out, write)
+                    } else {
+                        write(out)
+                    }
                 }
                 // A null consent is replaced when writing one.
                 "consent" if writes_consent => {}
@@ -738,16 +758,46 @@ impl Stamp {
     /// Reads what an event (or envelope) says of consent; a wrongly shaped
     /// `integrations`, `context`, `consent` or `categoryPreferences` is a 400.
     fn read(object: &RawObject<'_>) -> Result<Stamp, Refusal> {
-        let integrations = nested(object, "integrations", "integrations")?;
-        let context = nested(object, "context", "context")?;
-        let consent = match context {
-            Some(context) => nested(context, "consent", "context.consent")?,
-            None => None,
-        };
+        let fields = StampFields::of(object)?;
+        Stamp::of_consent(fields.refuses_collection, fields.consent())
+    }
+
+    /// The stamp of each event of a batch, in order. An event with the same
+    /// `context.consent` text (and the same `Segment.io` refusal) as the one
+    /// before shares its stamp: the loader stamps every event of a page alike.
+    fn read_batch(events: &[Element<'_>]) -> Result<Vec<Rc<Stamp>>, Refusal> {
+        let mut last: Option<(bool, Option<&str>, Rc<Stamp>)> = None;
+        let mut stamps = Vec::with_capacity(events.len());
+        for element in events {
+            let event = element.object.as_ref().ok_or(Refusal::NotAnObject {
+                what: "each batch event",
+            })?;
+            let fields = StampFields::of(event)?;
+            let (refuses, text) = (fields.refuses_collection, fields.consent.map(|(t, _)| t));
+            let repeated = last.as_ref().filter(|(r, t, _)| {
+                *r == refuses
+                    && match (t, text) {
+                        (Some(t), Some(text)) => json::same(t.as_bytes(), text.as_bytes()),
+                        (t, text) => t.is_none() && text.is_none(),
+                    }
+            });
+            let stamp = match repeated {
+                Some((_, _, stamp)) => Rc::clone(stamp),
+                None => Rc::new(Stamp::of_consent(refuses, fields.consent())?),
+            };
+            last = Some((refuses, text, Rc::clone(&stamp)));
+            stamps.push(stamp);
+        }
+        Ok(stamps)
+    }
+
+    /// The stamp of a `context.consent` (checked for its shape).
+    fn of_consent(
+        refuses_collection: bool,
+        consent: Option<&RawObject<'_>>,
+    ) -> Result<Stamp, Refusal> {
         let mut stamp = Stamp {
-            refuses_collection: integrations
-                .and_then(|i| i.get(SEGMENT_IO))
-                .is_some_and(is_false),
+            refuses_collection,
             ..Stamp::default()
         };
         if let Some(consent) = consent {
@@ -812,6 +862,38 @@ impl Stamp {
         }
         stamp.refuses_collection |= other.refuses_collection;
         stamp
+    }
+}
+
+/// What an event's (or envelope's) stamp is read from.
+struct StampFields<'o, 't> {
+    /// `integrations["Segment.io"] === false`.
+    refuses_collection: bool,
+    /// `context.consent`: its text and its reading.
+    consent: Option<(&'t str, &'o RawObject<'t>)>,
+}
+
+impl<'o, 't> StampFields<'o, 't> {
+    /// A wrongly shaped `integrations`, `context` or `consent` is a 400.
+    fn of(object: &'o RawObject<'t>) -> Result<Self, Refusal> {
+        let integrations = nested(object, "integrations", "integrations")?;
+        let context = nested(object, "context", "context")?;
+        let consent = match context {
+            Some(context) => nested(context, "consent", "context.consent")?
+                .zip(context.get("consent"))
+                .map(|(consent, text)| (text, consent)),
+            None => None,
+        };
+        Ok(StampFields {
+            refuses_collection: integrations
+                .and_then(|i| i.get(SEGMENT_IO))
+                .is_some_and(is_false),
+            consent,
+        })
+    }
+
+    fn consent(&self) -> Option<&'o RawObject<'t>> {
+        self.consent.map(|(_, consent)| consent)
     }
 }
 
@@ -1297,36 +1379,59 @@ mod tests {
     }
 
     #[test]
-    fn repeated_integrations_rewrite_as_each_event_alone() {
+    fn repeated_stamps_rewrite_as_each_event_alone() {
         let f = fixture(&[], ANALYTICS_ONLY);
         let stamped = json!({"All": false, "Segment.io": true, "GA4": true, "Ads": true});
         let tampered = json!({"Ads": true, "Odd": true, "GA4": false});
+        let consent = json!({"categoryPreferences": {"C0001": true, "C0002": true, "C0004": false},
+                             "onetrust": "C0001:1,C0002:1,C0004:0"});
+        let claims = json!({"categoryPreferences": {"C0004": true}, "onetrust": "C0004:1"});
+        let on = |page: &str, consent: &Value| json!({"page": {"path": page}, "consent": consent});
         let events = vec![
-            event(json!({"messageId": "1", "integrations": stamped})),
-            event(json!({"messageId": "2", "integrations": stamped})),
-            event(json!({"messageId": "3", "integrations": tampered})),
-            event(json!({"messageId": "4", "integrations": stamped})),
+            event(
+                json!({"messageId": "1", "integrations": stamped, "context": on("/a", &consent)}),
+            ),
+            event(
+                json!({"messageId": "2", "integrations": stamped, "context": on("/b", &consent)}),
+            ),
+            event(
+                json!({"messageId": "3", "integrations": tampered, "context": on("/b", &claims)}),
+            ),
+            event(json!({"messageId": "4", "integrations": stamped, "context": on("/c", &claims)})),
             // Its own refusal decides it: not the request's decisions.
             event(json!({"messageId": "5", "integrations": stamped,
-                         "context": {"consent": {"categoryPreferences": {"C0002": false}}}})),
-            event(json!({"messageId": "6", "integrations": stamped})),
+                         "context": on("/c", &json!({"categoryPreferences": {"C0002": false}}))})),
+            event(
+                json!({"messageId": "6", "integrations": stamped, "context": on("/d", &consent)}),
+            ),
             event(json!({"messageId": "7", "integrations": tampered})),
+            // The same consent as the one before, collection refused: dropped.
+            event(json!({"messageId": "8", "integrations": {"Segment.io": false}})),
+            event(
+                json!({"messageId": "9", "integrations": stamped, "context": on("/e", &consent)}),
+            ),
         ];
         let body = batch(events.clone(), json!({}));
         let enforced = f.enforce(Endpoint::Batch, &body, None).unwrap();
         let out: Value = serde_json::from_slice(enforced.body.as_ref().unwrap()).unwrap();
-        let mut counts = Counts::default();
-        for (i, e) in events.into_iter().enumerate() {
+        let (mut counts, mut forwarded) = (Counts::default(), vec![]);
+        for e in events {
             let alone = f
                 .enforce(Endpoint::Event, &e.to_string(), Some(AUTH))
                 .unwrap();
-            let alone_out: Value = serde_json::from_slice(&alone.body.unwrap()).unwrap();
-            assert_eq!(out["batch"][i], alone_out, "event {i}");
+            forwarded.extend(
+                alone
+                    .body
+                    .map(|b| serde_json::from_slice::<Value>(&b).unwrap()),
+            );
             counts.forwarded += alone.counts.forwarded;
+            counts.dropped += alone.counts.dropped;
             counts.corrected += alone.counts.corrected;
             counts.kept += alone.counts.kept;
         }
+        assert_eq!(out["batch"], Value::Array(forwarded));
         assert_eq!(enforced.counts, counts);
+        assert_eq!(counts.dropped, 1);
         assert_eq!(out["batch"][4]["integrations"]["GA4"], false, "own refusal");
         assert_eq!(out["batch"][5]["integrations"]["GA4"], true, "shared again");
     }

@@ -167,7 +167,7 @@ impl<'a> RawObject<'a> {
             bytes: text.as_bytes(),
             pos: 0,
             scratch: Vec::new(),
-            repeated: None,
+            repeated: Vec::new(),
         };
         s.ws();
         if s.peek() != Some(b'{') {
@@ -302,7 +302,7 @@ pub fn validate(text: &str) -> Result<(), ParseError> {
         bytes: text.as_bytes(),
         pos: 0,
         scratch: Vec::new(),
-        repeated: None,
+        repeated: Vec::new(),
     };
     s.skip_value(0)?;
     s.end()
@@ -373,8 +373,8 @@ struct Scanner<'a> {
     /// The entries of the objects being read, innermost last: each object
     /// takes its own out in one exact allocation when it closes.
     scratch: Vec<Slot<'a>>,
-    /// The last object read under a [`Shape::Repeated`].
-    repeated: Option<Repeated<'a>>,
+    /// The last object read under each [`Shape::Repeated`] met so far.
+    repeated: Vec<Repeated<'a>>,
 }
 
 /// An object read under a [`Shape::Repeated`], and what it was read as.
@@ -626,24 +626,29 @@ impl<'a> Scanner<'a> {
         fields: &'static [(&'static str, Shape)],
         depth: usize,
     ) -> Result<RawObject<'a>, ParseError> {
-        if let Some(last) = &self.repeated {
+        let at = self
+            .repeated
+            .iter()
+            .position(|r| std::ptr::eq(r.fields, fields) && r.depth == depth);
+        if let Some(last) = at.map(|at| &self.repeated[at]) {
             let here = self.bytes.get(self.pos..self.pos + last.text.len());
-            if std::ptr::eq(last.fields, fields)
-                && last.depth == depth
-                && here.is_some_and(|here| same(here, last.text.as_bytes()))
-            {
+            if here.is_some_and(|here| same(here, last.text.as_bytes())) {
                 self.pos += last.text.len();
                 return Ok(last.object.clone());
             }
         }
         let start = self.pos;
         let object = self.object(fields, depth)?;
-        self.repeated = Some(Repeated {
+        let read = Repeated {
             text: slice(self.text, start, self.pos),
             fields,
             depth,
             object: object.clone(),
-        });
+        };
+        match at {
+            Some(at) => self.repeated[at] = read,
+            None => self.repeated.push(read),
+        }
         Ok(object)
     }
 
@@ -1127,24 +1132,44 @@ mod tests {
         #[test]
         fn a_repeated_shape_reads_as_the_object_shape_does(
             pool in proptest::collection::vec(jsonish(), 1..4),
-            picks in proptest::collection::vec(0usize..4, 1..8),
+            picks in proptest::collection::vec((0usize..4, 0usize..4), 1..8),
         ) {
             // Elements drawn from a small pool, so texts repeat, interleave,
-            // and some are not objects or not JSON at all.
+            // and some are not objects or not JSON at all; two repeated
+            // shapes in each element.
             let elements: Vec<String> = picks
                 .iter()
-                .map(|&i| format!("{{\"i\":{},\"n\":{i}}}", pool[i % pool.len()]))
+                .map(|&(i, j)| {
+                    let (i, j) = (&pool[i % pool.len()], &pool[j % pool.len()]);
+                    format!("{{\"i\":{i},\"j\":{{\"k\":{j}}},\"n\":1}}")
+                })
                 .collect();
             let text = format!("{{\"b\":[{}]}}", elements.join(","));
-            const OBJECT: &[(&str, Shape)] =
-                &[("b", Shape::Array(&Shape::Object(&[("i", Shape::Object(&[]))])))];
-            const REPEATED: &[(&str, Shape)] =
-                &[("b", Shape::Array(&Shape::Object(&[("i", Shape::Repeated(&[]))])))];
+            const OBJECT: &[(&str, Shape)] = &[(
+                "b",
+                Shape::Array(&Shape::Object(&[
+                    ("i", Shape::Object(&[])),
+                    ("j", Shape::Object(&[("k", Shape::Object(&[]))])),
+                ])),
+            )];
+            const REPEATED: &[(&str, Shape)] = &[(
+                "b",
+                Shape::Array(&Shape::Object(&[
+                    ("i", Shape::Repeated(&[])),
+                    ("j", Shape::Repeated(&[("k", Shape::Object(&[]))])),
+                ])),
+            )];
             let read = |fields: &'static [(&'static str, Shape)]| {
                 RawObject::parse_shaped(&text, fields).map(|o| {
                     o.array("b").unwrap().iter().map(|e| {
                         let element = e.object.as_ref().unwrap();
-                        (e.raw.to_owned(), element.object("i").map(pairs))
+                        let j = element.object("j").unwrap();
+                        (
+                            e.raw.to_owned(),
+                            element.object("i").map(pairs),
+                            pairs(j),
+                            j.object("k").map(pairs),
+                        )
                     }).collect::<Vec<_>>()
                 })
             };
