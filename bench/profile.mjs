@@ -5,6 +5,7 @@
 //   node bench/profile.mjs [track|batch] [seconds]
 // For function names instead of wasm-function[N], build with symbols first:
 //   CARGO_PROFILE_RELEASE_STRIP=false bash scripts/build.sh
+// PROFILE_OUT=file.cpuprofile also saves the profile (Chrome DevTools opens it).
 import { Miniflare } from "miniflare";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -94,6 +95,7 @@ try {
   const { profile } = await call("Profiler.stop");
   ws.close();
   console.log(`${scenario}: ${load.match(/Requests\/sec:\s+\S+/)?.[0]}\n`);
+  if (process.env.PROFILE_OUT) writeFileSync(process.env.PROFILE_OUT, JSON.stringify(profile));
   console.log(summarize(profile));
 } finally {
   await mf.dispose();

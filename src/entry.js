@@ -3,11 +3,13 @@
 //
 // Tracking posts are the hot path: their headers are read here, in JS, and
 // the post crosses into wasm in one synchronous call (`track_post`), which
-// decides it and starts the upstream fetch; a second call (`track_answer`)
-// turns Segment's answer into the visitor's. The loader (a GET on every page
-// view) is likewise one synchronous call (`loader_get`) once this isolate has
-// the write key's destination list. Everything else, and any POST that is
-// not a tracking post, goes to the Rust `fetch` handler.
+// decides it and hands back what to send upstream; this module sends it, and
+// a second call (`track_answer`) gives the headers of the visitor's answer.
+// Headers cross as one `name\nvalue\n…` string each way, not a call per
+// header. The loader (a GET on every page view) is likewise one synchronous
+// call (`loader_get`) once this isolate has the write key's destination list.
+// Everything else, and any POST that is not a tracking post, goes to the Rust
+// `fetch` handler.
 //
 // Every call goes through an instance of worker-build's entrypoint class, so
 // its recovery from a wasm trap (a fresh instance on the next request) covers
@@ -37,16 +39,29 @@ export default {
     }
     if (step === undefined) return edge.fetch(request);
     if (step instanceof Response) return step;
+    // The deadline covers Segment's whole answer, body included.
+    const signal = AbortSignal.timeout(step.timeout_ms());
     let answer;
     try {
-      answer = await step.sent();
+      answer = await fetch(step.url(), { method: "POST", headers: unpack(step.headers()), body: step.body(), signal });
     } catch (error) {
-      return edge.track_failed(step, error);
+      return edge.track_failed(step, error, signal.aborted);
     }
-    return edge.track_answer(step, answer);
+    const type = answer.headers.get("content-type") ?? undefined;
+    const retryAfter = answer.headers.get("retry-after") ?? undefined;
+    const reply = unpack(edge.track_answer(step, answer.status, type, retryAfter));
+    return new Response(answer.body, { status: answer.status, headers: reply });
   },
 
   scheduled(event, env, ctx) {
     return new Edge(ctx, env).scheduled(event);
   },
 };
+
+/** Header pairs from `name\nvalue\n…`, as wasm packs them. */
+function unpack(packed) {
+  const parts = packed.split("\n");
+  const pairs = [];
+  for (let i = 0; i + 1 < parts.length; i += 2) pairs.push([parts[i], parts[i + 1]]);
+  return pairs;
+}

@@ -134,21 +134,14 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     }
 }
 
-/// An upstream body a reply passes on.
-enum Passed {
-    /// Streamed as it arrives (a tracking answer: a few bytes).
-    Stream(web_sys::Response),
-    /// Read whole first, so that a body cut short is a failure, not a file.
-    Buffer(js_sys::ArrayBuffer),
-}
-
-/// The reply, and the upstream body it may pass on.
+/// The reply, and the upstream body it may pass on (read whole first, so
+/// that a body cut short is a failure, not a file).
 async fn handle(
     config: &Rc<Config>,
     req: &web_sys::Request,
     env: &Env,
     ctx: &Context,
-) -> (Reply, Option<Passed>) {
+) -> (Reply, Option<js_sys::ArrayBuffer>) {
     let url = req.url();
     let Some(url) = UrlParts::parse(&url) else {
         return (Reply::not_found(), None);
@@ -199,7 +192,7 @@ async fn handle(
                             None,
                         )
                     } else {
-                        (head, Some(Passed::Buffer(buffer)))
+                        (head, Some(buffer))
                     };
                     (handlers::cdn_reply(config, kind, &url, Ok(fetched)), passed)
                 }
@@ -373,7 +366,10 @@ fn answer(reply: Reply) -> Result<JsValue, JsValue> {
 }
 
 /// The runtime response for a reply, with the upstream body it passes on.
-fn into_response(reply: Reply, passed: Option<Passed>) -> Result<web_sys::Response, JsValue> {
+fn into_response(
+    reply: Reply,
+    passed: Option<js_sys::ArrayBuffer>,
+) -> Result<web_sys::Response, JsValue> {
     let headers = Headers::new()?;
     for (name, value) in &reply.headers {
         headers.append(name, value)?;
@@ -382,13 +378,7 @@ fn into_response(reply: Reply, passed: Option<Passed>) -> Result<web_sys::Respon
     init.set_status(reply.status);
     init.set_headers(&headers);
     match (reply.body, passed) {
-        (Body::Upstream, Some(Passed::Stream(response))) => {
-            web_sys::Response::new_with_opt_readable_stream_and_init(
-                response.body().as_ref(),
-                &init,
-            )
-        }
-        (Body::Upstream, Some(Passed::Buffer(buffer))) => {
+        (Body::Upstream, Some(buffer)) => {
             web_sys::Response::new_with_opt_buffer_source_and_init(Some(&buffer), &init)
         }
         // 204 and 304 may not carry a body, not even an empty one.

@@ -1,32 +1,32 @@
 //! Tracking posts, called from the JS entry (`src/entry.js`) rather than
 //! through the async `fetch` handler: the entry reads the headers and the body
-//! in JS, one synchronous call here decides the post and starts the upstream
-//! `fetch`, and a second call turns Segment's answer into the visitor's. Each
-//! post then crosses into wasm twice instead of through the future-to-promise
-//! bridge and a header read per value. Nothing here decides anything: the
-//! handlers do.
+//! in JS, one synchronous call here decides the post and hands back what to
+//! send upstream (URL, headers packed in one string, body), the entry sends
+//! it, and a second call gives the headers of the visitor's answer. Each post
+//! crosses into wasm a handful of times instead of once per header, value and
+//! request or response part. Nothing here decides anything: the handlers do.
 
-use super::{
-    analytics, answer, config, into_response, lists, log_line, resolve_with, upstream, Passed,
-};
+use super::{analytics, answer, config, into_response, lists, log_line, resolve_with, upstream};
 use crate::cors::{self, OriginCheck};
 use crate::events::{self, Counts, Enforcer};
+use crate::handlers::UPSTREAM_TIMEOUT_MS;
 use crate::handlers::{self, TrackHeaders};
-use crate::http::{FetchFailure, Reply, UrlParts};
+use crate::http::{pack_headers, Fetched, Reply, UrlParts};
 use crate::metrics::{self, Kind};
 use crate::routes::{self, Route};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::js_sys::Promise;
 use worker::wasm_bindgen_futures::future_to_promise;
-use worker::web_sys::{AbortSignal, Request, Response};
+use worker::web_sys::{Request, Response};
 use worker::{worker_sys, Context, Env};
 
-/// A post on its way to Segment: what its answer to the visitor needs.
+/// A post to send to Segment, and what its answer to the visitor needs.
 #[wasm_bindgen]
 pub struct TrackPlan {
-    sent: Promise,
-    deadline: AbortSignal,
+    url: String,
+    headers: String,
+    body: Vec<u8>,
     counts: Counts,
     cors: OriginCheck,
     segment: String,
@@ -34,18 +34,32 @@ pub struct TrackPlan {
 
 #[wasm_bindgen]
 impl TrackPlan {
-    /// Segment's answer, as the runtime's `fetch` resolves it.
-    pub fn sent(&self) -> Promise {
-        self.sent.clone()
+    /// Where the post goes.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Its headers, as [`pack_headers`] writes them.
+    pub fn headers(&self) -> String {
+        self.headers.clone()
+    }
+
+    /// Its body (taken: asked once).
+    pub fn body(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.body)
+    }
+
+    /// The deadline for Segment's whole answer, body included.
+    pub fn timeout_ms(&self) -> u32 {
+        UPSTREAM_TIMEOUT_MS
     }
 }
 
 /// A POST, decided. Returns `undefined` when it is not a tracking post (the
 /// `fetch` handler answers it), a write key whose destination list this
 /// isolate must load first (`track_load_list`, then call again with
-/// `list_loaded`), a `Response` when nothing goes upstream, or a
-/// [`TrackPlan`] whose `fetch` is under way. `body` is `None` when it could
-/// not be read.
+/// `list_loaded`), a `Response` when nothing goes upstream, or the
+/// [`TrackPlan`] of what to send. `body` is `None` when it could not be read.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn track_post(
@@ -133,26 +147,16 @@ pub fn track_post(
             answer(cors::with_cors(reply, &cors))
         }
         Ok(forward) => {
-            let started =
-                upstream::start("POST", &forward.url, &forward.headers, Some(forward.body));
             record();
-            match started {
-                Ok((sent, deadline)) => Ok(TrackPlan {
-                    sent,
-                    deadline,
-                    counts,
-                    cors,
-                    segment: segment.to_owned(),
-                }
-                .into()),
-                Err(e) => {
-                    let failure = FetchFailure::Unreachable(format!("{e:?}"));
-                    answer(cors::with_cors(
-                        handlers::track_reply(counts, Err(failure)),
-                        &cors,
-                    ))
-                }
+            Ok(TrackPlan {
+                url: forward.url,
+                headers: pack_headers(&forward.headers),
+                body: forward.body,
+                counts,
+                cors,
+                segment: segment.to_owned(),
             }
+            .into())
         }
     }
 }
@@ -168,20 +172,29 @@ pub fn track_load_list(env: Env, ctx: worker_sys::Context, write_key: String) ->
     })
 }
 
-/// The visitor's answer once Segment has answered.
+/// The headers of the visitor's answer once Segment has answered with
+/// `status` (passed through, as its body is), packed as the plan's are.
 #[wasm_bindgen]
-pub fn track_answer(plan: TrackPlan, upstream: Response) -> Result<Response, JsValue> {
-    let reply = handlers::track_reply(plan.counts, Ok(upstream::head(&upstream)));
-    into_response(
-        cors::with_cors(reply, &plan.cors),
-        Some(Passed::Stream(upstream)),
-    )
+pub fn track_answer(
+    plan: TrackPlan,
+    status: u16,
+    content_type: Option<String>,
+    retry_after: Option<String>,
+) -> String {
+    let fetched = Fetched {
+        status,
+        content_type,
+        retry_after,
+        ..Fetched::default()
+    };
+    let reply = cors::with_cors(handlers::track_reply(plan.counts, Ok(fetched)), &plan.cors);
+    pack_headers(&reply.headers)
 }
 
 /// The visitor's answer when Segment could not be reached in time.
 #[wasm_bindgen]
-pub fn track_failed(plan: TrackPlan, error: JsValue) -> Result<Response, JsValue> {
-    let failure = upstream::failure(&plan.deadline, error);
+pub fn track_failed(plan: TrackPlan, error: JsValue, timed_out: bool) -> Result<Response, JsValue> {
+    let failure = upstream::failure(timed_out, error);
     worker::console_error!(
         "{}",
         log_line("upstream.error", &plan.segment, &failure.to_string())

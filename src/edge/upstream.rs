@@ -37,10 +37,10 @@ impl Answer {
         let read = self
             .response
             .array_buffer()
-            .map_err(|e| failure(&self.deadline, e))?;
+            .map_err(|e| failure(self.deadline.aborted(), e))?;
         let buffer = JsFuture::from(read)
             .await
-            .map_err(|e| failure(&self.deadline, e))?;
+            .map_err(|e| failure(self.deadline.aborted(), e))?;
         Ok(buffer.unchecked_into())
     }
 
@@ -51,8 +51,8 @@ impl Answer {
 }
 
 /// Why a call failed: its deadline passed, or anything else went wrong.
-pub fn failure(deadline: &AbortSignal, error: JsValue) -> FetchFailure {
-    if deadline.aborted() {
+pub fn failure(timed_out: bool, error: JsValue) -> FetchFailure {
+    if timed_out {
         FetchFailure::Timeout
     } else {
         FetchFailure::Unreachable(error.as_string().unwrap_or_else(|| format!("{error:?}")))
@@ -69,7 +69,7 @@ pub async fn send(
     let (sent, deadline) = start(method, url, headers, body)?;
     let response: Response = JsFuture::from(sent)
         .await
-        .map_err(|e| failure(&deadline, e))?
+        .map_err(|e| failure(deadline.aborted(), e))?
         .unchecked_into();
     Ok(Answer {
         head: head(&response),
@@ -88,11 +88,11 @@ pub fn start(
     let deadline = AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_MS);
     let init = RequestInit::new();
     init.set_method(method);
-    let request_headers = Headers::new().map_err(|e| failure(&deadline, e))?;
+    let request_headers = Headers::new().map_err(|e| failure(deadline.aborted(), e))?;
     for (name, value) in headers {
         request_headers
             .set(name, value)
-            .map_err(|e| failure(&deadline, e))?;
+            .map_err(|e| failure(deadline.aborted(), e))?;
     }
     init.set_headers(&request_headers);
     if let Some(body) = body {
