@@ -11,8 +11,9 @@ cd "$(dirname "$0")/../fuzz"
 CARGO_FUZZ_VERSION=0.13.2
 # cargo-fuzz passes nightly-only rustc flags; this lets stable accept them.
 export RUSTC_BOOTSTRAP=1
-# The core has no unsafe code: AddressSanitizer would add little but a ~3x
-# slowdown. Debug assertions (overflow checks) stay on.
+# The core's one unsafe call (`json::slice`, unchecked string slicing) asserts
+# its bounds under debug assertions, which stay on (with overflow checks):
+# AddressSanitizer would add little but a ~3x slowdown.
 BUILD=(--sanitizer none --debug-assertions)
 
 if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then

@@ -330,21 +330,11 @@ fn is_hex(b: u8) -> bool {
     b.is_ascii_hexdigit()
 }
 
-fn hex_value(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        _ => b - b'A' + 10,
-    }
-}
-
 /// Decodes a run of `%XX` escapes; bytes that do not form valid UTF-8 are kept
 /// as their original escape text. Returns whether anything was decoded.
 fn push_decoded_run(run: &str, out: &mut String) -> bool {
-    let escapes = run.as_bytes().chunks_exact(3);
-    let decoded: Vec<u8> = escapes
-        .map(|e| hex_value(e[1]) << 4 | hex_value(e[2]))
-        .collect();
+    // Every escape of the run is valid: one byte each, three bytes of `run`.
+    let decoded: Vec<u8> = percent_encoding::percent_decode(run.as_bytes()).collect();
     let mut changed = false;
     let mut offset = 0;
     for chunk in decoded.utf8_chunks() {

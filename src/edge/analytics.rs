@@ -15,11 +15,14 @@ thread_local! {
     /// A failing dataset is reported once per isolate: a log line per
     /// request would cost more than the metrics.
     static REPORTED: Cell<bool> = const { Cell::new(false) };
+    /// The binding's name as a JS string, made once: every tracking post
+    /// looks the binding up.
+    static NAME: JsValue = JsValue::from_str(BINDING);
 }
 
 /// The dataset, when the Worker has the binding.
 pub fn dataset(env: &Env) -> Option<AnalyticsEngineDataset> {
-    let binding = Reflect::get(env, &JsValue::from_str(BINDING)).ok()?;
+    let binding = NAME.with(|name| Reflect::get(env, name)).ok()?;
     (!binding.is_undefined() && !binding.is_null()).then(|| binding.unchecked_into())
 }
 
