@@ -5,7 +5,7 @@
 // the same load generator (wrk), in one run.
 // Loopback only; every run stops by itself.
 //
-//   node bench/run.mjs [--seconds 8] [--connections 8] [--rounds 3] [--only loader,track,batch100] [--workers edge,edge-metrics]
+//   node bench/run.mjs [--seconds 8] [--connections 8] [--rounds 3] [--only loader,track,batch100,batch100-mixed] [--workers edge,edge-metrics]
 import { Miniflare } from "miniflare";
 import http from "node:http";
 import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
@@ -25,6 +25,19 @@ const fixture = (name) => readFileSync(join(root, "bench", "fixtures", name), "u
 const COOKIE = fixture("cookie.txt");
 const TRACK = fixture("track.json");
 const BATCH = JSON.stringify({ batch: Array.from({ length: 100 }, () => JSON.parse(TRACK)), writeKey: "wk_bench", sentAt: "2026-11-25T10:00:00.120Z" });
+// The same 100 events, each with its own messageId, and every other one's
+// `integrations` stamped differently (one destination switched on): no event
+// repeats the stamps of the one before, the worst case for the batch rewrite.
+const MIXED = JSON.stringify({
+  batch: Array.from({ length: 100 }, (_, i) => {
+    const event = JSON.parse(TRACK);
+    event.messageId = `ajs-next-bench-${i}`;
+    if (i % 2) event.integrations.Heap = true;
+    return event;
+  }),
+  writeKey: "wk_bench",
+  sentAt: "2026-11-25T10:00:00.120Z",
+});
 const AUTH = "Basic " + Buffer.from("wk_bench:").toString("base64");
 
 const WORKERS = {
@@ -44,6 +57,7 @@ const SCENARIOS = [
   { name: "loader", method: "GET", path: "/edge/loader.js", headers: { cookie: COOKIE } },
   { name: "track", method: "POST", path: "/edge/api/v1/t", body: TRACK, headers: { cookie: COOKIE, "content-type": "text/plain", authorization: AUTH } },
   { name: "batch100", method: "POST", path: "/edge/api/v1/b", body: BATCH, headers: { cookie: COOKIE, "content-type": "text/plain", authorization: AUTH } },
+  { name: "batch100-mixed", method: "POST", path: "/edge/api/v1/b", body: MIXED, headers: { cookie: COOKIE, "content-type": "text/plain", authorization: AUTH } },
 ];
 
 function ms(text) {

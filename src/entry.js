@@ -25,7 +25,9 @@ export default {
     if (request.method === "GET" && request.url.includes("/loader.js")) {
       // The loader, when this isolate can render it at once; `undefined` otherwise.
       const loader = edge.loader_get(env, request, request.headers.get("cookie") ?? undefined, request.headers.get("sec-gpc") ?? undefined);
-      return loader ?? edge.fetch(request);
+      if (loader === undefined) return edge.fetch(request);
+      const body = loader.body();
+      return new Response(body.length ? body : null, { status: loader.status(), headers: unpack(loader.headers()) });
     }
     if (request.method !== "POST") return edge.fetch(request);
     const headers = TRACK_HEADERS.map((name) => request.headers.get(name) ?? undefined);

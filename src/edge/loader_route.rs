@@ -1,20 +1,21 @@
 //! `GET {p}/loader.js`, called from the JS entry (`src/entry.js`) in one
 //! synchronous call, as tracking posts are: the loader is render-blocking on
 //! every page view, and the `fetch` handler's request and response
-//! conversions and future-to-promise bridge cost more than rendering it.
-//! Nothing here decides anything.
+//! conversions and future-to-promise bridge cost more than rendering it. The
+//! entry builds the `Response` from the reply's parts (headers packed in one
+//! string), not wasm through a call per header. Nothing here decides anything.
 
-use super::{answer, config, lists, loader, resolve_with};
+use super::{config, lists, loader, resolve_with};
 use crate::handlers::{self, KeyedRoute};
-use crate::http::UrlParts;
+use crate::http::{pack_headers, Body, Reply, UrlParts};
 use crate::routes::{self, Route};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use worker::web_sys::Request;
 use worker::Env;
 
-/// The loader's `Response`, or `undefined` when the `fetch` handler must
-/// answer: another route, or a write key whose destination list this
+/// The loader's reply as [`Parts`], or `undefined` when the `fetch` handler
+/// must answer: another route, or a write key whose destination list this
 /// isolate has not loaded yet (that needs KV, so an `await`).
 #[wasm_bindgen]
 pub fn loader_get(
@@ -33,11 +34,50 @@ pub fn loader_get(
     }
     let write_key = match handlers::requested_write_key(&config, url.query, KeyedRoute::Loader) {
         Ok(write_key) => write_key,
-        Err(reply) => return answer(reply),
+        Err(reply) => return Ok(Parts::of(reply).into()),
     };
     let Some(list) = lists::cached(write_key) else {
         return Ok(JsValue::UNDEFINED);
     };
     let state = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
-    answer(loader(&config, &env, &url, write_key, &list, &state))
+    Ok(Parts::of(loader(&config, &env, &url, write_key, &list, &state)).into())
+}
+
+/// A reply as the JS entry turns it into a `Response`.
+#[wasm_bindgen]
+pub struct Parts {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Parts {
+    fn of(reply: Reply) -> Parts {
+        Parts {
+            status: reply.status,
+            headers: pack_headers(&reply.headers),
+            body: match reply.body {
+                Body::Bytes(bytes) => bytes,
+                // Not a reply of this route: every one it makes has its bytes.
+                Body::Upstream => Vec::new(),
+            },
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl Parts {
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// As [`pack_headers`] writes them.
+    pub fn headers(&self) -> String {
+        self.headers.clone()
+    }
+
+    /// The body (taken: asked once); empty for none.
+    pub fn body(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.body)
+    }
 }
