@@ -9,8 +9,7 @@
 use super::{analytics, answer, config, into_response, lists, log_line, resolve_with, upstream};
 use crate::cors::{self, OriginCheck};
 use crate::events::{self, Counts, Enforcer};
-use crate::handlers::UPSTREAM_TIMEOUT_MS;
-use crate::handlers::{self, TrackHeaders};
+use crate::handlers::{self, TrackHeaders, UPSTREAM_TIMEOUT_MS};
 use crate::http::{pack_headers, Fetched, Reply, UrlParts};
 use crate::metrics::{self, Kind};
 use crate::routes::{self, Route};
@@ -112,15 +111,6 @@ pub fn track_post(
         },
         None => lists::Loaded::failsafe(&config),
     };
-    // Only a tracking call with a write key makes a point (not `/m`).
-    let metered = match (
-        analytics::dataset(&env),
-        write_key.as_deref(),
-        Kind::of_segment(segment),
-    ) {
-        (Some(dataset), Some(write_key), Some(kind)) => Some((dataset, write_key, kind)),
-        _ => None,
-    };
     let state = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
     let enforced = Enforcer::new(&config, &list.set, &state, client_ip.as_deref()).enforce(parsed);
     let counts = enforced.counts;
@@ -128,13 +118,15 @@ pub fn track_post(
         // Receipts went out naming these rules.
         lists::store_rules_in_background(&config, &env, &Context::new(ctx), &list.set);
     }
-    // Written once the post is decided and its upstream fetch under way.
-    let record = || {
-        if let Some((dataset, write_key, kind)) = &metered {
-            let point = metrics::tracking(&config, &list.set, &state, *kind, write_key, counts);
-            analytics::write(dataset, &point);
-        }
-    };
+    // Only a tracking call with a write key makes a point (not `/m`).
+    if let (Some(dataset), Some(write_key), Some(kind)) = (
+        analytics::dataset(&env),
+        write_key.as_deref(),
+        Kind::of_segment(segment),
+    ) {
+        let point = metrics::tracking(&config, &list.set, &state, kind, write_key, counts);
+        analytics::write(&dataset, &point);
+    }
     let headers = TrackHeaders {
         content_type: content_type.as_deref(),
         authorization: authorization.as_deref(),
@@ -142,22 +134,16 @@ pub fn track_post(
         user_agent: user_agent.as_deref(),
     };
     match handlers::track_forward(&config, endpoint, segment, enforced, headers) {
-        Err(reply) => {
-            record();
-            answer(cors::with_cors(reply, &cors))
+        Err(reply) => answer(cors::with_cors(reply, &cors)),
+        Ok(forward) => Ok(TrackPlan {
+            url: forward.url,
+            headers: pack_headers(&forward.headers),
+            body: forward.body,
+            counts,
+            cors,
+            segment: segment.to_owned(),
         }
-        Ok(forward) => {
-            record();
-            Ok(TrackPlan {
-                url: forward.url,
-                headers: pack_headers(&forward.headers),
-                body: forward.body,
-                counts,
-                cors,
-                segment: segment.to_owned(),
-            }
-            .into())
-        }
+        .into()),
     }
 }
 
