@@ -4,7 +4,7 @@
 // signals the way OneTrust does. Assertions are on what the fake Segment received.
 import { test, describe, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { WK, EVERYTHING, eventually, sharedStack, getJson } from "./support/helpers.mjs";
+import { WK, EVERYTHING, eventually, sharedStack, getJson, settled } from "./support/helpers.mjs";
 import { sharedBrowser } from "./support/browser.mjs";
 
 const DESTINATIONS = ["Google Analytics 4 Web", "Actions Amplitude", "Facebook Pixel", "Google Ads Conversions", "Intercom Web (Actions)", "Twitter Ads", "Webhooks", "Homegrown Tool"];
@@ -17,9 +17,13 @@ const PREFERENCE_EVENT = "Segment Consent Preference Updated";
 /** Per scenario: calls made, events received, timings. */
 const report = [];
 const chromium = sharedBrowser();
-// A failed test's page must not go on sending into the next test.
+// A test's pages must not go on sending into the next test: closed, and their
+// last posts landed, before the next test clears the log.
 const contexts = [];
-afterEach(() => Promise.all(contexts.splice(0).map((c) => c.close())));
+const closePages = async (stack) => {
+  await Promise.all(contexts.splice(0).map((c) => c.close()));
+  await settled(stack);
+};
 after(() => {
   if (report.length) console.log("\nhold scenario report\n" + report.map((r) => JSON.stringify(r)).join("\n"));
 });
@@ -78,6 +82,7 @@ function once(list) {
 
 describe("pre-consent hold (default PRE_CONSENT_HOLD_MS)", () => {
   const stack = sharedStack({ WRITE_KEYS: WK });
+  afterEach(() => closePages(stack));
 
   test("/consent: a new visitor is undecided and held; a decided one is not", async () => {
     const fresh = await getJson(stack, "/edge/consent");
@@ -190,6 +195,7 @@ describe("pre-consent hold (default PRE_CONSENT_HOLD_MS)", () => {
       const ms = Math.min(...trackingPosts(stack).map((p) => p.at)) - started;
       const got = named(stack, label)[0];
       await context.close();
+      await settled(stack);
       return { ms, got };
     };
     // Alternate to share the machine's noise; keep each one's best.
@@ -261,6 +267,7 @@ describe("pre-consent hold (default PRE_CONSENT_HOLD_MS)", () => {
 
 describe("pre-consent hold with a short limit (PRE_CONSENT_HOLD_MS=1500)", () => {
   const stack = sharedStack({ WRITE_KEYS: WK, PRE_CONSENT_HOLD_MS: "1500" });
+  afterEach(() => closePages(stack));
 
   test("a banner that never answers: released after the limit, strict only, none lost", async () => {
     const { context, page, started } = await open(stack);
@@ -281,6 +288,7 @@ describe("pre-consent hold with a short limit (PRE_CONSENT_HOLD_MS=1500)", () =>
 
 describe("pre-consent hold off (PRE_CONSENT_HOLD_MS=0): today's behaviour", () => {
   const stack = sharedStack({ WRITE_KEYS: WK, PRE_CONSENT_HOLD_MS: "0" });
+  afterEach(() => closePages(stack));
 
   test("an undecided visitor's events leave at once with the strict group; a later grant applies to later events", async () => {
     const consent = await getJson(stack, "/edge/consent");

@@ -106,5 +106,19 @@ export function sharedStack(vars, { cron = true, ...options } = {}) {
   return shared;
 }
 
+/**
+ * Waits until the fake Segment has heard nothing for `quietMs`: a closed page's
+ * posts already in the Worker (or sent with keepalive on pagehide) land now,
+ * not in the next test's log.
+ */
+export async function settled(stack, { quietMs = 300, timeoutMs = 5000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let seen = -1;
+  while (Date.now() < deadline && stack.segment.state.requests.length !== seen) {
+    seen = stack.segment.state.requests.length;
+    await new Promise((r) => setTimeout(r, quietMs));
+  }
+}
+
 /** Every upstream POST the fake saw (failed ones included). */
 export const upstreamPosts = (stack) => stack.segment.state.requests.filter((r) => r.method === "POST");
