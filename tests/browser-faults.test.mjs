@@ -4,9 +4,9 @@
 // Segment fails 30% of tracking posts with 500. analytics.js retries through
 // the Worker; every consented event must arrive exactly once, and nothing the
 // page stamps or forges may reach a destination the cookie refuses.
-import { test, describe } from "node:test";
+import { test, describe, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { WK, ANALYTICS_ONLY, eventually, sharedStack } from "./support/helpers.mjs";
+import { WK, ANALYTICS_ONLY, eventually, sharedStack, settled } from "./support/helpers.mjs";
 import { sharedBrowser, openPage } from "./support/browser.mjs";
 
 /** Destinations whose groups the cookie refuses (C0003, C0004, C0005). */
@@ -23,6 +23,8 @@ const chromium = sharedBrowser();
 
 describe("real analytics-next in Chromium while Segment fails 30% of posts", () => {
   const stack = sharedStack({ WRITE_KEYS: WK });
+  // A closed page's last posts land before the next test clears the log.
+  afterEach(() => settled(stack));
 
   test("every consented event arrives exactly once; nothing stamped or forged reaches a refused destination", async () => {
     stack.segment.reset();

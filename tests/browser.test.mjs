@@ -2,10 +2,10 @@
 // in Debian's headless Chromium, on a page served first-party with only
 // <script src="/edge/loader.js">, through the built Worker; assertions are on
 // what the fake Segment received.
-import { test, describe, after } from "node:test";
+import { test, describe, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { startStack } from "../dev/stack.mjs";
-import { WK, optanon, ANALYTICS_ONLY, EVERYTHING, eventually, sharedStack } from "./support/helpers.mjs";
+import { WK, optanon, ANALYTICS_ONLY, EVERYTHING, eventually, sharedStack, settled } from "./support/helpers.mjs";
 import { sharedBrowser, openPage } from "./support/browser.mjs";
 
 const DESTINATIONS = ["Google Analytics 4 Web", "Actions Amplitude", "Facebook Pixel", "Google Ads Conversions", "Intercom Web (Actions)", "Twitter Ads", "Webhooks", "Homegrown Tool"];
@@ -49,6 +49,8 @@ const NO_HOLD = { PRE_CONSENT_HOLD_MS: "0" };
 
 describe("real analytics-next in Chromium through the Worker", () => {
   const stack = sharedStack({ WRITE_KEYS: WK, ...NO_HOLD });
+  // A closed page's last posts land before the next test clears the log.
+  afterEach(() => settled(stack));
 
   test("1. no OneTrust cookie, opt-in: collected, every mapped destination off", async () => {
     stack.segment.reset();
@@ -212,6 +214,8 @@ describe("real analytics-next in Chromium through the Worker", () => {
 
 describe("opt-out model with GPC", () => {
   const stack = sharedStack({ WRITE_KEYS: WK, CONSENT_MODEL: "opt-out", ...NO_HOLD });
+  // A closed page's last posts land before the next test clears the log.
+  afterEach(() => settled(stack));
 
   test("no cookie + Sec-GPC: everything but the GPC groups", async () => {
     const { context, page } = await open(stack, { headers: { "Sec-GPC": "1" } });
