@@ -93,33 +93,75 @@ impl OptanonConsent {
 
 /// Reads OneTrust's cookies from a raw `Cookie` header.
 pub fn parse_cookie_header(header: &[u8]) -> OneTrustCookies {
-    let mut cookies = OneTrustCookies::default();
-    let mut copies: Vec<OptanonConsent> = Vec::new();
-    let mut unusable_country = None;
-    for (name, value) in cookie_pairs(header) {
-        if name == CONSENT_COOKIE.as_bytes() {
-            let fields = ConsentFields::parse(&String::from_utf8_lossy(value));
-            cookies.gpc |= fields.gpc;
-            if fields.usable {
-                if copies.is_empty() {
-                    cookies.country = fields.country;
+    OneTrustReading::of(header).cookies()
+}
+
+/// Which of OneTrust's cookies a pair is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OneTrustCookie {
+    Consent,
+    AlertBoxClosed,
+}
+
+/// OneTrust's cookies as a `Cookie` header carries them: each `OptanonConsent`
+/// and `OptanonAlertBoxClosed` value, in header order, as written. All that
+/// consent reads of a header is read from here, so two headers with equal
+/// readings give equal consent whatever else they carry (analytics ids,
+/// sessions): a visitor's later requests can reuse the first one's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OneTrustReading {
+    pairs: Vec<(OneTrustCookie, Box<[u8]>)>,
+}
+
+impl OneTrustReading {
+    pub fn of(header: &[u8]) -> OneTrustReading {
+        let pairs = cookie_pairs(header)
+            .filter_map(|(name, value)| {
+                let cookie = if name == CONSENT_COOKIE.as_bytes() {
+                    OneTrustCookie::Consent
+                } else if name == ALERT_BOX_CLOSED_COOKIE.as_bytes() {
+                    OneTrustCookie::AlertBoxClosed
+                } else {
+                    return None;
+                };
+                Some((cookie, value.into()))
+            })
+            .collect();
+        OneTrustReading { pairs }
+    }
+
+    /// What the cookies say.
+    pub fn cookies(&self) -> OneTrustCookies {
+        let mut cookies = OneTrustCookies::default();
+        let mut copies: Vec<OptanonConsent> = Vec::new();
+        let mut unusable_country = None;
+        for (cookie, value) in &self.pairs {
+            match cookie {
+                OneTrustCookie::Consent => {
+                    let fields = ConsentFields::parse(&String::from_utf8_lossy(value));
+                    cookies.gpc |= fields.gpc;
+                    if fields.usable {
+                        if copies.is_empty() {
+                            cookies.country = fields.country;
+                        }
+                        copies.push(fields.consent);
+                    } else if unusable_country.is_none() {
+                        unusable_country = fields.country;
+                    }
                 }
-                copies.push(fields.consent);
-            } else if unusable_country.is_none() {
-                unusable_country = fields.country;
+                OneTrustCookie::AlertBoxClosed => {
+                    if !value.is_empty() && cookies.alert_box_closed.is_none() {
+                        cookies.alert_box_closed = Some(AlertBoxClosed::read(value));
+                    }
+                }
             }
-        } else if name == ALERT_BOX_CLOSED_COOKIE.as_bytes()
-            && !value.is_empty()
-            && cookies.alert_box_closed.is_none()
-        {
-            cookies.alert_box_closed = Some(AlertBoxClosed::read(value));
         }
+        if cookies.country.is_none() {
+            cookies.country = unusable_country;
+        }
+        cookies.consent = merge_copies(copies);
+        cookies
     }
-    if cookies.country.is_none() {
-        cookies.country = unusable_country;
-    }
-    cookies.consent = merge_copies(copies);
-    cookies
 }
 
 /// Two copies (one per domain level) grant a group only if both grant it; the
@@ -736,6 +778,32 @@ mod tests {
         fn never_panics_on_cookie_shaped_text(value in "[%0-9A-Fa-fgz+:,;&=C \"\\x{2028}é]{0,200}") {
             let header = format!("OptanonConsent={value}; OptanonConsent=groups={value}");
             let _ = parse_cookie_header(header.as_bytes());
+        }
+
+        #[test]
+        fn only_onetrust_cookies_make_the_reading(
+            pairs in proptest::collection::vec((0..4usize, "[a-zA-Z0-9%=:,&.+-]{0,24}"), 0..8),
+            other in "[a-zA-Z0-9%=:,&.+-]{0,24}",
+        ) {
+            const NAMES: [&str; 4] = ["OptanonConsent", "OptanonAlertBoxClosed", "_ga", "optanonconsent"];
+            let header = |with_others: bool| {
+                pairs
+                    .iter()
+                    .filter(|(name, _)| with_others || *name < 2)
+                    .map(|(name, value)| format!("{}={value}", NAMES[*name]))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let (full, onetrust_only) = (header(true), header(false));
+            let reading = OneTrustReading::of(full.as_bytes());
+            // Other cookies, anywhere, leave the reading and what it says as they were.
+            prop_assert_eq!(&reading, &OneTrustReading::of(onetrust_only.as_bytes()));
+            prop_assert_eq!(reading.cookies(), parse_cookie_header(full.as_bytes()));
+            let padded = format!("ajs_anonymous_id={other}; {full}; _gid={other}");
+            prop_assert_eq!(&reading, &OneTrustReading::of(padded.as_bytes()));
+            // A OneTrust value changed is another reading.
+            let changed = format!("{full}; OptanonAlertBoxClosed={other}");
+            prop_assert_ne!(&reading, &OneTrustReading::of(changed.as_bytes()));
         }
 
         #[test]

@@ -4,7 +4,7 @@
 use crate::cdn::{self, CdnPath};
 use crate::config::{Config, Receipts};
 use crate::consent::{verdict, ConsentState, Explanation, RequestSignals, Resolution};
-use crate::cookie::parse_cookie_header;
+use crate::cookie::OneTrustReading;
 use crate::destinations::DestinationSet;
 use crate::events::{Counts, Endpoint, Enforced};
 use crate::http::{FetchFailure, Fetched, Reply, UrlParts};
@@ -30,11 +30,34 @@ pub struct Visitor<'a> {
 }
 
 pub fn resolve(config: &Config, visitor: Visitor<'_>) -> ConsentState {
-    let signals = RequestSignals {
-        sec_gpc: visitor.sec_gpc,
-        country: visitor.country,
-    };
-    ConsentState::resolve(config, &parse_cookie_header(visitor.cookie), signals)
+    VisitorKey::of(visitor).resolve(config)
+}
+
+/// All that a visitor's consent is made of: visitors with equal keys resolve
+/// equally under one configuration, so the Worker keeps states by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitorKey {
+    cookies: OneTrustReading,
+    sec_gpc: bool,
+    country: Option<String>,
+}
+
+impl VisitorKey {
+    pub fn of(visitor: Visitor<'_>) -> VisitorKey {
+        VisitorKey {
+            cookies: OneTrustReading::of(visitor.cookie),
+            sec_gpc: visitor.sec_gpc,
+            country: visitor.country.map(str::to_owned),
+        }
+    }
+
+    pub fn resolve(&self, config: &Config) -> ConsentState {
+        let signals = RequestSignals {
+            sec_gpc: self.sec_gpc,
+            country: self.country.as_deref(),
+        };
+        ConsentState::resolve(config, &self.cookies.cookies(), signals)
+    }
 }
 
 /// Whether a `Sec-GPC` header value is the GPC signal.
@@ -558,6 +581,42 @@ mod tests {
             serde_json::Value::Null,
             "no receipt names one"
         );
+    }
+
+    #[test]
+    fn visitors_share_a_key_when_their_onetrust_cookies_and_signals_agree() {
+        let cookie = |others: &str| {
+            format!("_ga={others}; OptanonConsent=groups=C0001:1,C0002:1&interactionCount=1; s={others}")
+        };
+        let (first, later) = (cookie("1"), cookie("2"));
+        fn visitor<'a>(cookie: &'a str, sec_gpc: bool, country: Option<&'a str>) -> Visitor<'a> {
+            Visitor {
+                cookie: cookie.as_bytes(),
+                sec_gpc,
+                country,
+            }
+        }
+        let key = VisitorKey::of;
+        assert_eq!(
+            key(visitor(&first, false, None)),
+            key(visitor(&later, false, None)),
+            "other cookies are not part of it"
+        );
+        assert_ne!(
+            key(visitor(&first, false, None)),
+            key(visitor(&first, true, None))
+        );
+        assert_ne!(
+            key(visitor(&first, false, Some("FR"))),
+            key(visitor(&first, false, Some("US")))
+        );
+        let config = Config::for_test(&[("CONSENT_MODEL", "geo")]);
+        for v in [
+            visitor(&first, true, Some("US")),
+            visitor(&later, false, Some("FR")),
+        ] {
+            assert_eq!(key(v).resolve(&config), resolve(&config, v));
+        }
     }
 
     #[test]

@@ -7,10 +7,12 @@
 
 use super::{config, lists, loader, resolve_with};
 use crate::handlers::{self, KeyedRoute};
-use crate::http::{pack_headers, Body, Reply, UrlParts};
+use crate::http::{pack_headers, Reply, UrlParts};
 use crate::routes::{self, Route};
+use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
+use worker::js_sys::Uint8Array;
 use worker::web_sys::Request;
 use worker::Env;
 
@@ -34,50 +36,41 @@ pub fn loader_get(
     }
     let write_key = match handlers::requested_write_key(&config, url.query, KeyedRoute::Loader) {
         Ok(write_key) => write_key,
-        Err(reply) => return Ok(Parts::of(reply).into()),
+        Err(reply) => {
+            return Ok(Parts {
+                reply: reply.into(),
+            }
+            .into())
+        }
     };
     let Some(list) = lists::cached(write_key) else {
         return Ok(JsValue::UNDEFINED);
     };
     let state = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
-    Ok(Parts::of(loader(&config, &env, &url, write_key, &list, &state)).into())
+    let reply = loader(&config, &env, &url, write_key, &list, &state);
+    Ok(Parts { reply }.into())
 }
 
-/// A reply as the JS entry turns it into a `Response`.
+/// A reply as the JS entry turns it into a `Response`. The loader's is the
+/// memoised reply itself: its body is copied once, into JS.
 #[wasm_bindgen]
 pub struct Parts {
-    status: u16,
-    headers: String,
-    body: Vec<u8>,
-}
-
-impl Parts {
-    fn of(reply: Reply) -> Parts {
-        Parts {
-            status: reply.status,
-            headers: pack_headers(&reply.headers),
-            body: match reply.body {
-                Body::Bytes(bytes) => bytes,
-                // Not a reply of this route: every one it makes has its bytes.
-                Body::Upstream => Vec::new(),
-            },
-        }
-    }
+    reply: Rc<Reply>,
 }
 
 #[wasm_bindgen]
 impl Parts {
     pub fn status(&self) -> u16 {
-        self.status
+        self.reply.status
     }
 
     /// As [`pack_headers`] writes them.
     pub fn headers(&self) -> String {
-        self.headers.clone()
+        pack_headers(&self.reply.headers)
     }
 
-    /// The body (taken: asked once); empty for none.
-    pub fn body(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.body)
+    /// The body; empty for none.
+    pub fn body(&self) -> Uint8Array {
+        Uint8Array::from(self.reply.bytes())
     }
 }

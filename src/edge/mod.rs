@@ -13,7 +13,7 @@ mod upstream;
 use crate::config::{Config, ConsentModel};
 use crate::consent::{ConsentState, Resolution};
 use crate::cors::{self, OriginCheck};
-use crate::handlers::{self, KeyHealth, KeyedRoute, LoaderKey, Visitor};
+use crate::handlers::{self, KeyHealth, KeyedRoute, LoaderKey, Visitor, VisitorKey};
 use crate::http::{Body, FetchFailure, Fetched, Reply, UrlParts};
 use crate::json::ObjectWriter;
 use crate::loader;
@@ -34,7 +34,9 @@ thread_local! {
     /// Configuration is read once per isolate.
     static CONFIG: std::cell::OnceCell<Rc<Config>> = const { std::cell::OnceCell::new() };
     /// Rendered loaders: visitors who resolve alike get the same script.
-    static LOADERS: RefCell<Memo<LoaderKey, Reply>> = const { RefCell::new(Memo::new(64)) };
+    static LOADERS: RefCell<Memo<LoaderKey, Rc<Reply>>> = const { RefCell::new(Memo::new(64)) };
+    /// Visitors' consent: a page's loader and events carry the same cookies.
+    static STATES: RefCell<Memo<VisitorKey, Rc<ConsentState>>> = const { RefCell::new(Memo::new(64)) };
 }
 
 fn config(env: &Env) -> Rc<Config> {
@@ -168,7 +170,7 @@ async fn handle(
             let list = lists::get(config, env, ctx, write_key).await;
             let state = resolve(config, req);
             let reply = if route == Route::Loader {
-                loader(config, env, &url, write_key, &list, &state)
+                Rc::unwrap_or_clone(loader(config, env, &url, write_key, &list, &state))
             } else {
                 // It shows a receipt naming these rules.
                 lists::store_rules_in_background(config, env, ctx, &list.set);
@@ -220,7 +222,7 @@ fn loader(
     write_key: &str,
     list: &lists::Loaded,
     state: &ConsentState,
-) -> Reply {
+) -> Rc<Reply> {
     let resolution = Resolution::of_state(config, &list.set, state);
     let hold_ms = loader::hold_ms(config, state, &resolution);
     if let Some(dataset) = analytics::dataset(env) {
@@ -231,31 +233,32 @@ fn loader(
     if let Some(reply) = LOADERS.with(|memo| memo.borrow().get(&key).cloned()) {
         return reply;
     }
-    let reply = handlers::loader(
+    let reply = Rc::new(handlers::loader(
         config,
         url,
         write_key,
         &list.set,
         &key.resolution,
         key.hold_ms,
-    );
+    ));
     LOADERS.with(|memo| memo.borrow_mut().insert(key, reply.clone()));
     reply
 }
 
-fn resolve(config: &Config, req: &web_sys::Request) -> ConsentState {
+fn resolve(config: &Config, req: &web_sys::Request) -> Rc<ConsentState> {
     let cookie = header(req, "cookie");
     let sec_gpc = header(req, "sec-gpc");
     resolve_with(config, req, cookie.as_deref(), sec_gpc.as_deref())
 }
 
-/// The visitor's consent from header values already read.
+/// The visitor's consent from header values already read: resolved once per
+/// isolate for the same OneTrust cookies and signals.
 fn resolve_with(
     config: &Config,
     req: &web_sys::Request,
     cookie: Option<&str>,
     sec_gpc: Option<&str>,
-) -> ConsentState {
+) -> Rc<ConsentState> {
     // `request.cf` is rebuilt on every read; only the geo model needs it.
     let country = (config.consent_model == ConsentModel::Geo)
         .then(|| Reflect::get(req, &JsValue::from_str("cf")).ok())
@@ -268,7 +271,13 @@ fn resolve_with(
         sec_gpc: handlers::is_gpc(sec_gpc),
         country: country.as_deref(),
     };
-    handlers::resolve(config, visitor)
+    let key = VisitorKey::of(visitor);
+    if let Some(state) = STATES.with(|memo| memo.borrow().get(&key).cloned()) {
+        return state;
+    }
+    let state = Rc::new(key.resolve(config));
+    STATES.with(|memo| memo.borrow_mut().insert(key, state.clone()));
+    state
 }
 
 /// CDN files come from the Cache API when Segment allows it; settings are
