@@ -114,7 +114,7 @@ impl LoaderKey {
         url: &UrlParts<'_>,
         write_key: &str,
         list: u64,
-        resolution: Resolution,
+        resolution: &Resolution,
         hold_ms: u32,
     ) -> Self {
         LoaderKey {
@@ -122,7 +122,7 @@ impl LoaderKey {
             origin: url.origin(),
             page: loader_pages(url),
             write_key: write_key.to_owned(),
-            resolution,
+            resolution: resolution.clone(),
             hold_ms,
         }
     }

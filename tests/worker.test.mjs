@@ -187,6 +187,25 @@ describe("loader", () => {
     assert.equal(gpc.integrations["Google Analytics 4 Web"], true);
   });
 
+  test("one visitor's page views: the memoised script is served whole every time, and follows their cookies", async () => {
+    // A page's views differ in their other cookies, not in OneTrust's: one
+    // resolution, one rendered script, handed to every response.
+    const view = async (cookie) => {
+      const res = await request(stack, "/edge/loader.js", { headers: { cookie } });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("content-type"), "application/javascript; charset=utf-8");
+      return res.text();
+    };
+    const views = [];
+    for (let i = 0; i < 4; i++) views.push(await view(`_ga=GA1.1.${i}; ${ANALYTICS_ONLY}; session=s${i}`));
+    assert.ok(views[0].length > 1000);
+    for (const v of views) assert.equal(v, views[0]);
+    assert.equal(loaderData(views[0]).consent.integrations["Facebook Pixel"], false);
+    // The visitor accepts everything: the next view says so, and the one after still does.
+    for (let i = 0; i < 2; i++) assert.equal(loaderData(await view(`_ga=GA1.1.9; ${EVERYTHING}`)).consent.integrations["Facebook Pixel"], true);
+    assert.equal(await view(`${ANALYTICS_ONLY}; _gid=x`), views[0]);
+  });
+
   test("a hostile cookie cannot break out of the script", async () => {
     const evil = `</script><script>alert(1)</script>'"\\\u2028\u2029<!--`;
     const cookie = `OptanonConsent=groups=C0001%3A1%2C${encodeURIComponent(evil)}%3A1`;

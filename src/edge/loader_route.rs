@@ -5,14 +5,14 @@
 //! entry builds the `Response` from the reply's parts (headers packed in one
 //! string), not wasm through a call per header. Nothing here decides anything.
 
-use super::{config, lists, loader, resolve_with};
+use super::{config, lists, loader, resolve_with, Served};
 use crate::handlers::{self, KeyedRoute};
-use crate::http::{pack_headers, Reply, UrlParts};
+use crate::http::UrlParts;
 use crate::routes::{self, Route};
 use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
-use worker::js_sys::Uint8Array;
+use worker::js_sys::{JsString, Uint8Array};
 use worker::web_sys::Request;
 use worker::Env;
 
@@ -37,40 +37,37 @@ pub fn loader_get(
     let write_key = match handlers::requested_write_key(&config, url.query, KeyedRoute::Loader) {
         Ok(write_key) => write_key,
         Err(reply) => {
-            return Ok(Parts {
-                reply: reply.into(),
-            }
-            .into())
+            let served = Rc::new(Served::new(reply));
+            return Ok(Parts { served }.into());
         }
     };
     let Some(list) = lists::cached(write_key) else {
         return Ok(JsValue::UNDEFINED);
     };
-    let state = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
-    let reply = loader(&config, &env, &url, write_key, &list, &state);
-    Ok(Parts { reply }.into())
+    let visitor = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
+    let served = loader(&config, &env, &url, write_key, &list, &visitor);
+    Ok(Parts { served }.into())
 }
 
-/// A reply as the JS entry turns it into a `Response`. The loader's is the
-/// memoised reply itself: its body is copied once, into JS.
+/// A reply as the JS entry turns it into a `Response`.
 #[wasm_bindgen]
 pub struct Parts {
-    reply: Rc<Reply>,
+    served: Rc<Served>,
 }
 
 #[wasm_bindgen]
 impl Parts {
     pub fn status(&self) -> u16 {
-        self.reply.status
+        self.served.reply.status
     }
 
-    /// As [`pack_headers`] writes them.
-    pub fn headers(&self) -> String {
-        pack_headers(&self.reply.headers)
+    /// As [`pack_headers`](crate::http::pack_headers) writes them.
+    pub fn headers(&self) -> JsString {
+        self.served.js().1.clone()
     }
 
     /// The body; empty for none.
     pub fn body(&self) -> Uint8Array {
-        Uint8Array::from(self.reply.bytes())
+        self.served.js().0.clone()
     }
 }

@@ -14,7 +14,7 @@ use crate::config::{Config, ConsentModel};
 use crate::consent::{ConsentState, Resolution};
 use crate::cors::{self, OriginCheck};
 use crate::handlers::{self, KeyHealth, KeyedRoute, LoaderKey, Visitor, VisitorKey};
-use crate::http::{Body, FetchFailure, Fetched, Reply, UrlParts};
+use crate::http::{pack_headers, Body, FetchFailure, Fetched, Reply, UrlParts};
 use crate::json::ObjectWriter;
 use crate::loader;
 use crate::memo::Memo;
@@ -22,9 +22,9 @@ use crate::metrics;
 use crate::refresh::{self, RefreshStatus, Store};
 use crate::routes::{self, Method, Route};
 use crate::rules::{Rules, RulesDigest};
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
-use worker::js_sys::{self, Reflect, Uint8Array};
+use worker::js_sys::{self, JsString, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, Headers, ResponseInit};
@@ -34,9 +34,56 @@ thread_local! {
     /// Configuration is read once per isolate.
     static CONFIG: std::cell::OnceCell<Rc<Config>> = const { std::cell::OnceCell::new() };
     /// Rendered loaders: visitors who resolve alike get the same script.
-    static LOADERS: RefCell<Memo<LoaderKey, Rc<Reply>>> = const { RefCell::new(Memo::new(64)) };
+    static LOADERS: RefCell<Memo<LoaderKey, Rc<Served>>> = const { RefCell::new(Memo::new(64)) };
     /// Visitors' consent: a page's loader and events carry the same cookies.
-    static STATES: RefCell<Memo<VisitorKey, Rc<ConsentState>>> = const { RefCell::new(Memo::new(64)) };
+    static VISITORS: RefCell<Memo<VisitorKey, Rc<Resolved>>> = const { RefCell::new(Memo::new(64)) };
+}
+
+/// A visitor's consent, and the loader's decisions on the last list it came with.
+struct Resolved {
+    state: ConsentState,
+    /// By the list's generation in this isolate.
+    decisions: RefCell<Option<(u64, Rc<Resolution>)>>,
+}
+
+impl Resolved {
+    fn decisions(&self, config: &Config, list: &lists::Loaded) -> Rc<Resolution> {
+        let mut decisions = self.decisions.borrow_mut();
+        match &*decisions {
+            Some((generation, resolution)) if *generation == list.generation => resolution.clone(),
+            _ => {
+                let resolution = Rc::new(Resolution::of_state(config, &list.set, &self.state));
+                *decisions = Some((list.generation, resolution.clone()));
+                resolution
+            }
+        }
+    }
+}
+
+/// A rendered loader. Its body and headers are made into JS values once, on
+/// the first view the entry serves: every `Response` copies them.
+struct Served {
+    reply: Reply,
+    js: OnceCell<(Uint8Array, JsString)>,
+}
+
+impl Served {
+    fn new(reply: Reply) -> Served {
+        Served {
+            reply,
+            js: OnceCell::new(),
+        }
+    }
+
+    /// The body (empty for none) and the headers, as [`pack_headers`] writes them.
+    fn js(&self) -> &(Uint8Array, JsString) {
+        self.js.get_or_init(|| {
+            (
+                Uint8Array::from(self.reply.bytes()),
+                JsString::from(pack_headers(&self.reply.headers)),
+            )
+        })
+    }
 }
 
 fn config(env: &Env) -> Rc<Config> {
@@ -168,13 +215,20 @@ async fn handle(
                 Err(reply) => return (reply, None),
             };
             let list = lists::get(config, env, ctx, write_key).await;
-            let state = resolve(config, req);
+            let visitor = resolve(config, req);
             let reply = if route == Route::Loader {
-                Rc::unwrap_or_clone(loader(config, env, &url, write_key, &list, &state))
+                loader(config, env, &url, write_key, &list, &visitor)
+                    .reply
+                    .clone()
             } else {
                 // It shows a receipt naming these rules.
                 lists::store_rules_in_background(config, env, ctx, &list.set);
-                handlers::consent(config, &list.set, &state, list.fetched_at.as_deref())
+                handlers::consent(
+                    config,
+                    &list.set,
+                    &visitor.state,
+                    list.fetched_at.as_deref(),
+                )
             };
             (reply, None)
         }
@@ -221,31 +275,31 @@ fn loader(
     url: &UrlParts<'_>,
     write_key: &str,
     list: &lists::Loaded,
-    state: &ConsentState,
-) -> Rc<Reply> {
-    let resolution = Resolution::of_state(config, &list.set, state);
+    visitor: &Resolved,
+) -> Rc<Served> {
+    let (state, resolution) = (&visitor.state, visitor.decisions(config, list));
     let hold_ms = loader::hold_ms(config, state, &resolution);
     if let Some(dataset) = analytics::dataset(env) {
         let point = metrics::loader(config, state, &resolution, hold_ms > 0, write_key);
         analytics::write(&dataset, &point);
     }
-    let key = LoaderKey::new(url, write_key, list.generation, resolution, hold_ms);
-    if let Some(reply) = LOADERS.with(|memo| memo.borrow().get(&key).cloned()) {
-        return reply;
+    let key = LoaderKey::new(url, write_key, list.generation, &resolution, hold_ms);
+    if let Some(served) = LOADERS.with(|memo| memo.borrow().get(&key).cloned()) {
+        return served;
     }
-    let reply = Rc::new(handlers::loader(
+    let served = Rc::new(Served::new(handlers::loader(
         config,
         url,
         write_key,
         &list.set,
         &key.resolution,
         key.hold_ms,
-    ));
-    LOADERS.with(|memo| memo.borrow_mut().insert(key, reply.clone()));
-    reply
+    )));
+    LOADERS.with(|memo| memo.borrow_mut().insert(key, served.clone()));
+    served
 }
 
-fn resolve(config: &Config, req: &web_sys::Request) -> Rc<ConsentState> {
+fn resolve(config: &Config, req: &web_sys::Request) -> Rc<Resolved> {
     let cookie = header(req, "cookie");
     let sec_gpc = header(req, "sec-gpc");
     resolve_with(config, req, cookie.as_deref(), sec_gpc.as_deref())
@@ -258,7 +312,7 @@ fn resolve_with(
     req: &web_sys::Request,
     cookie: Option<&str>,
     sec_gpc: Option<&str>,
-) -> Rc<ConsentState> {
+) -> Rc<Resolved> {
     // `request.cf` is rebuilt on every read; only the geo model needs it.
     let country = (config.consent_model == ConsentModel::Geo)
         .then(|| Reflect::get(req, &JsValue::from_str("cf")).ok())
@@ -272,12 +326,15 @@ fn resolve_with(
         country: country.as_deref(),
     };
     let key = VisitorKey::of(visitor);
-    if let Some(state) = STATES.with(|memo| memo.borrow().get(&key).cloned()) {
-        return state;
+    if let Some(resolved) = VISITORS.with(|memo| memo.borrow().get(&key).cloned()) {
+        return resolved;
     }
-    let state = Rc::new(key.resolve(config));
-    STATES.with(|memo| memo.borrow_mut().insert(key, state.clone()));
-    state
+    let resolved = Rc::new(Resolved {
+        state: key.resolve(config),
+        decisions: RefCell::default(),
+    });
+    VISITORS.with(|memo| memo.borrow_mut().insert(key, resolved.clone()));
+    resolved
 }
 
 /// CDN files come from the Cache API when Segment allows it; settings are

@@ -111,8 +111,9 @@ pub fn track_post(
         },
         None => lists::Loaded::failsafe(&config),
     };
-    let state = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
-    let enforced = Enforcer::new(&config, &list.set, &state, client_ip.as_deref()).enforce(parsed);
+    let visitor = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
+    let state = &visitor.state;
+    let enforced = Enforcer::new(&config, &list.set, state, client_ip.as_deref()).enforce(parsed);
     let counts = enforced.counts;
     if write_key.is_some() && counts.forwarded > 0 {
         // Receipts went out naming these rules.
@@ -124,7 +125,7 @@ pub fn track_post(
         write_key.as_deref(),
         Kind::of_segment(segment),
     ) {
-        let point = metrics::tracking(&config, &list.set, &state, kind, write_key, counts);
+        let point = metrics::tracking(&config, &list.set, state, kind, write_key, counts);
         analytics::write(&dataset, &point);
     }
     let headers = TrackHeaders {
