@@ -7,7 +7,8 @@
 // a second call (`track_answer`) gives the headers of the visitor's answer.
 // Headers cross as one `name\nvalue\n…` string each way, not a call per
 // header. The loader (a GET on every page view) is likewise one synchronous
-// call (`loader_get`) once this isolate has the write key's destination list.
+// call (`loader_get`) once this isolate has the write key's destination list;
+// its body and header pairs are JS values kept with the rendered script.
 // Everything else, and any POST that is not a tracking post, goes to the Rust
 // `fetch` handler.
 //
@@ -16,30 +17,46 @@
 // these calls too.
 import Edge from "./index.js";
 
-/** The request headers a tracking post needs, in `track_post`'s order. */
-const TRACK_HEADERS = ["origin", "cookie", "sec-gpc", "authorization", "content-type", "x-retry-count", "user-agent", "cf-connecting-ip"];
+/** The request headers a tracking post needs, in `track_post`'s order, the cookie apart. */
+const TRACK_HEADERS = ["origin", "sec-gpc", "authorization", "content-type", "x-retry-count", "user-agent", "cf-connecting-ip"];
+
+// The `Cookie` header (2 KB on a typical site) crosses as UTF-8 bytes:
+// `encode` is native, where wasm-bindgen copies a string a character at a time.
+const utf8 = new TextEncoder();
+const cookieOf = (request) => {
+  const value = request.headers.get("cookie");
+  return value === null ? undefined : utf8.encode(value);
+};
+
+// One entrypoint instance serves the synchronous calls of every request:
+// they take `env` and `ctx` as arguments, and constructing one costs more
+// than the loader's own work. The instance still recovers from a wasm trap.
+// The `fetch` handler, which reads its `ctx` from the instance, gets its own.
+let shared;
+const sharedEdge = (ctx, env) => (shared ??= new Edge(ctx, env));
 
 export default {
   async fetch(request, env, ctx) {
-    const edge = new Edge(ctx, env);
+    const edge = sharedEdge(ctx, env);
     if (request.method === "GET" && request.url.includes("/loader.js")) {
       // The loader, when this isolate can render it at once; `undefined` otherwise.
-      const loader = edge.loader_get(env, request, request.headers.get("cookie") ?? undefined, request.headers.get("sec-gpc") ?? undefined);
-      if (loader === undefined) return edge.fetch(request);
+      const loader = edge.loader_get(env, request, cookieOf(request), request.headers.get("sec-gpc") ?? undefined);
+      if (loader === undefined) return new Edge(ctx, env).fetch(request);
       const body = loader.body();
-      return new Response(body.length ? body : null, { status: loader.status(), headers: unpack(loader.headers()) });
+      return new Response(body.length ? body : null, { status: loader.status(), headers: loader.headers() });
     }
-    if (request.method !== "POST") return edge.fetch(request);
+    if (request.method !== "POST") return new Edge(ctx, env).fetch(request);
     const headers = TRACK_HEADERS.map((name) => request.headers.get(name) ?? undefined);
     // `undefined` when the body cannot be read: `track_post` answers that.
     const body = await request.arrayBuffer().then((b) => new Uint8Array(b), () => undefined);
-    let step = edge.track_post(env, ctx, request, ...headers, body, false);
+    const cookie = cookieOf(request);
+    let step = edge.track_post(env, ctx, request, cookie, ...headers, body, false);
     if (typeof step === "string") {
       // This isolate has no fresh destination list for the write key yet.
       await edge.track_load_list(env, ctx, step);
-      step = edge.track_post(env, ctx, request, ...headers, body, true);
+      step = edge.track_post(env, ctx, request, cookie, ...headers, body, true);
     }
-    if (step === undefined) return edge.fetch(request);
+    if (step === undefined) return new Edge(ctx, env).fetch(request);
     if (step instanceof Response) return step;
     // The deadline covers Segment's whole answer, body included.
     const signal = AbortSignal.timeout(step.timeout_ms());

@@ -12,7 +12,7 @@ use crate::routes::{self, Route};
 use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
-use worker::js_sys::{JsString, Uint8Array};
+use worker::js_sys::{Array, Uint8Array};
 use worker::web_sys::Request;
 use worker::Env;
 
@@ -23,7 +23,7 @@ use worker::Env;
 pub fn loader_get(
     env: Env,
     request: &Request,
-    cookie: Option<String>,
+    cookie: Option<Vec<u8>>,
     sec_gpc: Option<String>,
 ) -> Result<JsValue, JsValue> {
     let config = config(&env);
@@ -61,8 +61,8 @@ impl Parts {
         self.served.reply.status
     }
 
-    /// As [`pack_headers`](crate::http::pack_headers) writes them.
-    pub fn headers(&self) -> JsString {
+    /// `[name, value]` pairs.
+    pub fn headers(&self) -> Array {
         self.served.js().1.clone()
     }
 

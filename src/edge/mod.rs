@@ -14,7 +14,7 @@ use crate::config::{Config, ConsentModel};
 use crate::consent::{ConsentState, Resolution};
 use crate::cors::{self, OriginCheck};
 use crate::handlers::{self, KeyHealth, KeyedRoute, LoaderKey, Visitor, VisitorKey};
-use crate::http::{pack_headers, Body, FetchFailure, Fetched, Reply, UrlParts};
+use crate::http::{Body, FetchFailure, Fetched, Reply, UrlParts};
 use crate::json::ObjectWriter;
 use crate::loader;
 use crate::memo::Memo;
@@ -24,7 +24,7 @@ use crate::routes::{self, Method, Route};
 use crate::rules::{Rules, RulesDigest};
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
-use worker::js_sys::{self, JsString, Reflect, Uint8Array};
+use worker::js_sys::{self, Array, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, Headers, ResponseInit};
@@ -64,7 +64,7 @@ impl Resolved {
 /// the first view the entry serves: every `Response` copies them.
 struct Served {
     reply: Reply,
-    js: OnceCell<(Uint8Array, JsString)>,
+    js: OnceCell<(Uint8Array, Array)>,
 }
 
 impl Served {
@@ -75,13 +75,13 @@ impl Served {
         }
     }
 
-    /// The body (empty for none) and the headers, as [`pack_headers`] writes them.
-    fn js(&self) -> &(Uint8Array, JsString) {
+    /// The body (empty for none) and the headers as `[name, value]` pairs.
+    fn js(&self) -> &(Uint8Array, Array) {
         self.js.get_or_init(|| {
-            (
-                Uint8Array::from(self.reply.bytes()),
-                JsString::from(pack_headers(&self.reply.headers)),
-            )
+            let headers = self.reply.headers.iter().map(|(name, value)| {
+                Array::of2(&JsValue::from_str(name), &JsValue::from_str(value))
+            });
+            (Uint8Array::from(self.reply.bytes()), headers.collect())
         })
     }
 }
@@ -302,7 +302,12 @@ fn loader(
 fn resolve(config: &Config, req: &web_sys::Request) -> Rc<Resolved> {
     let cookie = header(req, "cookie");
     let sec_gpc = header(req, "sec-gpc");
-    resolve_with(config, req, cookie.as_deref(), sec_gpc.as_deref())
+    resolve_with(
+        config,
+        req,
+        cookie.as_deref().map(str::as_bytes),
+        sec_gpc.as_deref(),
+    )
 }
 
 /// The visitor's consent from header values already read: resolved once per
@@ -310,7 +315,7 @@ fn resolve(config: &Config, req: &web_sys::Request) -> Rc<Resolved> {
 fn resolve_with(
     config: &Config,
     req: &web_sys::Request,
-    cookie: Option<&str>,
+    cookie: Option<&[u8]>,
     sec_gpc: Option<&str>,
 ) -> Rc<Resolved> {
     // `request.cf` is rebuilt on every read; only the geo model needs it.
@@ -321,7 +326,7 @@ fn resolve_with(
         .and_then(|cf| Reflect::get(&cf, &JsValue::from_str("country")).ok())
         .and_then(|c| c.as_string());
     let visitor = Visitor {
-        cookie: cookie.unwrap_or_default().as_bytes(),
+        cookie: cookie.unwrap_or_default(),
         sec_gpc: handlers::is_gpc(sec_gpc),
         country: country.as_deref(),
     };
