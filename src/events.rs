@@ -260,9 +260,8 @@ pub struct Enforcer<'a> {
     client_ip: Option<&'a str>,
     /// `corrected` and `kept`, summed while the rewrite writes.
     tally: Cell<Counts>,
-    /// `context.consent.receipt`, rendered once for every event of the
-    /// request; `None` with `RECEIPTS = "off"`.
-    receipt: Option<Vec<u8>>,
+    /// What the request's consent decides on the set, and its receipt.
+    decided: Rc<Decided>,
     /// What the last event of a batch rewritten under the request's own
     /// decisions had.
     repeats: RefCell<Repeats>,
@@ -284,11 +283,48 @@ struct Repeat {
     counted: Counts,
 }
 
+/// What a consent decides on a destination set for an event that states
+/// nothing of its own, and the receipt its events carry: the same for every
+/// request of a visitor on one list, so the Worker keeps it with the consent.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decided {
+    resolution: Rc<Resolution>,
+    /// `context.consent.receipt`; `None` with `RECEIPTS = "off"`.
+    receipt: Option<Vec<u8>>,
+}
+
+impl Decided {
+    pub fn new(config: &Config, set: &DestinationSet, state: &ConsentState) -> Decided {
+        Decided {
+            resolution: Rc::new(Resolution::of_state(config, set, state)),
+            receipt: Receipt::new(config, state, set.rules().digest()).map(|r| r.to_json()),
+        }
+    }
+
+    /// What the loader embeds.
+    pub fn resolution(&self) -> &Resolution {
+        &self.resolution
+    }
+}
+
 impl<'a> Enforcer<'a> {
     pub fn new(
         config: &'a Config,
         set: &'a DestinationSet,
         state: &'a ConsentState,
+        client_ip: Option<&'a str>,
+    ) -> Self {
+        let decided = Rc::new(Decided::new(config, set, state));
+        Enforcer::with_decided(config, set, state, decided, client_ip)
+    }
+
+    /// An enforcer for `state` on `set` whose [`Decided`] is already made
+    /// (`Decided::new` of the same three).
+    pub fn with_decided(
+        config: &'a Config,
+        set: &'a DestinationSet,
+        state: &'a ConsentState,
+        decided: Rc<Decided>,
         client_ip: Option<&'a str>,
     ) -> Self {
         Enforcer {
@@ -298,7 +334,7 @@ impl<'a> Enforcer<'a> {
             client_ip,
             tally: Cell::default(),
             repeats: RefCell::default(),
-            receipt: Receipt::new(config, state, set.rules().digest()).map(|r| r.to_json()),
+            decided,
         }
     }
 
@@ -354,7 +390,7 @@ impl<'a> Enforcer<'a> {
     /// Room for a rewritten body: what came, plus the destination keys and
     /// the receipt.
     fn output_capacity(&self, events: usize, bytes: usize) -> usize {
-        let receipt = self.receipt.as_ref().map_or(0, Vec::len);
+        let receipt = self.decided.receipt.as_ref().map_or(0, Vec::len);
         bytes + events * (256 + receipt + self.set.destinations().len() * 32)
     }
 
@@ -428,17 +464,27 @@ impl<'a> Enforcer<'a> {
 
     /// The decisions under the cookie narrowed by `stamp`.
     fn base(&self, stamp: Stamp) -> Base {
+        let resolution = if stamp.is_empty() {
+            Rc::clone(&self.decided.resolution)
+        } else {
+            Rc::new(self.decide(&stamp))
+        };
+        Base { resolution, stamp }
+    }
+
+    /// The decisions under the cookie narrowed by `stamp`, made anew; under
+    /// a stamp that states nothing they are [`Decided`]'s.
+    fn decide(&self, stamp: &Stamp) -> Resolution {
         let grants = Stamped {
             state: self.state,
-            stamp: &stamp,
+            stamp,
         };
         let groups = std::iter::once(self.state.strict_group())
             .chain(self.state.named_groups().iter().map(String::as_str))
             .chain(self.set.groups().iter().map(String::as_str))
             .chain(stamp.stated.iter().map(String::as_str));
         let collect = collection(self.config, &grants) && !stamp.refuses_collection;
-        let resolution = Resolution::new(self.config, self.set, &grants, collect, groups);
-        Base { resolution, stamp }
+        Resolution::new(self.config, self.set, &grants, collect, groups)
     }
 
     /// Writes the rewritten event into `out`, or returns `false` (writing
@@ -503,7 +549,7 @@ impl<'a> Enforcer<'a> {
             self.write_integrations(None, decided, w.key("integrations"), true);
         }
         if context.is_none()
-            && (mode.stamps_context() || self.receipt.is_some() || self.client_ip.is_some())
+            && (mode.stamps_context() || self.decided.receipt.is_some() || self.client_ip.is_some())
         {
             self.write_context(None, decided, w.key("context"), true, false);
         }
@@ -635,7 +681,7 @@ impl<'a> Enforcer<'a> {
     ) {
         // Under MODE=integrations the receipt alone makes a `consent`.
         let writes_consent =
-            extend && (self.config.mode.stamps_context() || self.receipt.is_some());
+            extend && (self.config.mode.stamps_context() || self.decided.receipt.is_some());
         let consent = context.and_then(|c| c.object("consent"));
         let mut w = ObjectWriter::new(out);
         let mut has_ip = false;
@@ -691,7 +737,7 @@ impl<'a> Enforcer<'a> {
             match entry.key() {
                 "receipt" => {
                     has_receipt = true;
-                    if let Some(receipt) = &self.receipt {
+                    if let Some(receipt) = &self.decided.receipt {
                         w.key_of(entry).extend_from_slice(receipt);
                     }
                 }
@@ -729,7 +775,7 @@ impl<'a> Enforcer<'a> {
         if stamps && !has_onetrust {
             w.str("onetrust", &r.onetrust());
         }
-        if let (Some(receipt), false, true) = (&self.receipt, has_receipt, extend) {
+        if let (Some(receipt), false, true) = (&self.decided.receipt, has_receipt, extend) {
             w.key("receipt").extend_from_slice(receipt);
         }
         w.finish();
@@ -739,7 +785,7 @@ impl<'a> Enforcer<'a> {
 /// Decisions shared by the events of a request (or made for one event whose
 /// stamp restricts more), and the stamp they were made under.
 struct Base {
-    resolution: Resolution,
+    resolution: Rc<Resolution>,
     stamp: Stamp,
 }
 
@@ -830,6 +876,11 @@ impl Stamp {
             self.denied.push(group.to_owned());
         }
         Ok(())
+    }
+
+    /// States nothing: decisions under it are the consent's own.
+    fn is_empty(&self) -> bool {
+        self.stated.is_empty() && self.denied.is_empty() && !self.refuses_collection
     }
 
     /// Whether decisions made for `base` already hold under this stamp: it
@@ -1376,6 +1427,31 @@ mod tests {
         assert_eq!(out["batch"][0]["integrations"]["GA4"], true);
         assert_eq!(out["batch"][1]["integrations"]["GA4"], false);
         assert_eq!(out["sentAt"], "2026-11-25T10:00:00.000Z");
+    }
+
+    #[test]
+    fn the_consents_own_decisions_are_those_of_an_event_that_states_nothing() {
+        for (vars, cookie) in [
+            (&[][..], ANALYTICS_ONLY),
+            (&[][..], ""),
+            (
+                &[("CONSENT_MODEL", "opt-out")][..],
+                "OptanonConsent=groups=C0004:0",
+            ),
+            (
+                &[("ALL_DEFAULT", "true"), ("RECEIPTS", "off")][..],
+                "OptanonConsent=groups=C0001:1,C0003:1,X9:1",
+            ),
+        ] {
+            let f = fixture(vars, cookie);
+            let enforcer = Enforcer::new(&f.config, &f.set, &f.state, None);
+            let decided = Decided::new(&f.config, &f.set, &f.state);
+            assert_eq!(
+                decided.resolution(),
+                &enforcer.decide(&Stamp::default()),
+                "{cookie}"
+            );
+        }
     }
 
     #[test]

@@ -11,8 +11,9 @@ mod track;
 mod upstream;
 
 use crate::config::{Config, ConsentModel};
-use crate::consent::{ConsentState, Resolution};
+use crate::consent::ConsentState;
 use crate::cors::{self, OriginCheck};
+use crate::events::Decided;
 use crate::handlers::{self, KeyHealth, KeyedRoute, LoaderKey, Visitor, VisitorKey};
 use crate::http::{Body, FetchFailure, Fetched, Reply, UrlParts};
 use crate::json::ObjectWriter;
@@ -39,22 +40,22 @@ thread_local! {
     static VISITORS: RefCell<Memo<VisitorKey, Rc<Resolved>>> = const { RefCell::new(Memo::new(64)) };
 }
 
-/// A visitor's consent, and the loader's decisions on the last list it came with.
+/// A visitor's consent, and what it decides on the last list it came with.
 struct Resolved {
     state: ConsentState,
     /// By the list's generation in this isolate.
-    decisions: RefCell<Option<(u64, Rc<Resolution>)>>,
+    decided: RefCell<Option<(u64, Rc<Decided>)>>,
 }
 
 impl Resolved {
-    fn decisions(&self, config: &Config, list: &lists::Loaded) -> Rc<Resolution> {
-        let mut decisions = self.decisions.borrow_mut();
-        match &*decisions {
-            Some((generation, resolution)) if *generation == list.generation => resolution.clone(),
+    fn decided(&self, config: &Config, list: &lists::Loaded) -> Rc<Decided> {
+        let mut decided = self.decided.borrow_mut();
+        match &*decided {
+            Some((generation, made)) if *generation == list.generation => made.clone(),
             _ => {
-                let resolution = Rc::new(Resolution::of_state(config, &list.set, &self.state));
-                *decisions = Some((list.generation, resolution.clone()));
-                resolution
+                let made = Rc::new(Decided::new(config, &list.set, &self.state));
+                *decided = Some((list.generation, made.clone()));
+                made
             }
         }
     }
@@ -277,13 +278,14 @@ fn loader(
     list: &lists::Loaded,
     visitor: &Resolved,
 ) -> Rc<Served> {
-    let (state, resolution) = (&visitor.state, visitor.decisions(config, list));
-    let hold_ms = loader::hold_ms(config, state, &resolution);
+    let (state, decided) = (&visitor.state, visitor.decided(config, list));
+    let resolution = decided.resolution();
+    let hold_ms = loader::hold_ms(config, state, resolution);
     if let Some(dataset) = analytics::dataset(env) {
-        let point = metrics::loader(config, state, &resolution, hold_ms > 0, write_key);
+        let point = metrics::loader(config, state, resolution, hold_ms > 0, write_key);
         analytics::write(&dataset, &point);
     }
-    let key = LoaderKey::new(url, write_key, list.generation, &resolution, hold_ms);
+    let key = LoaderKey::new(url, write_key, list.generation, resolution, hold_ms);
     if let Some(served) = LOADERS.with(|memo| memo.borrow().get(&key).cloned()) {
         return served;
     }
@@ -336,7 +338,7 @@ fn resolve_with(
     }
     let resolved = Rc::new(Resolved {
         state: key.resolve(config),
-        decisions: RefCell::default(),
+        decided: RefCell::default(),
     });
     VISITORS.with(|memo| memo.borrow_mut().insert(key, resolved.clone()));
     resolved

@@ -113,7 +113,9 @@ pub fn track_post(
     };
     let visitor = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
     let state = &visitor.state;
-    let enforced = Enforcer::new(&config, &list.set, state, client_ip.as_deref()).enforce(parsed);
+    let decided = visitor.decided(&config, &list);
+    let enforcer = Enforcer::with_decided(&config, &list.set, state, decided, client_ip.as_deref());
+    let enforced = enforcer.enforce(parsed);
     let counts = enforced.counts;
     if write_key.is_some() && counts.forwarded > 0 {
         // Receipts went out naming these rules.
