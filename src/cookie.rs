@@ -10,6 +10,7 @@
 
 use crate::onetrust;
 use crate::time::parse_iso_millis;
+use memchr::memchr_iter;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 
@@ -115,19 +116,27 @@ pub struct OneTrustReading {
 
 impl OneTrustReading {
     pub fn of(header: &[u8]) -> OneTrustReading {
-        let pairs = cookie_pairs(header)
-            .filter_map(|(name, value)| {
-                let cookie = if name == CONSENT_COOKIE.as_bytes() {
-                    OneTrustCookie::Consent
-                } else if name == ALERT_BOX_CLOSED_COOKIE.as_bytes() {
-                    OneTrustCookie::AlertBoxClosed
-                } else {
-                    return None;
-                };
-                Some((cookie, value.into()))
-            })
-            .collect();
+        // `;` found a word at a time: a site's header is 2 KB of other cookies.
+        let ends = memchr_iter(b';', header).chain(std::iter::once(header.len()));
+        let mut start = 0;
+        let mut pairs = Vec::new();
+        for end in ends {
+            let pair = cookie_pair(&header[start..end]).and_then(Self::onetrust);
+            pairs.extend(pair);
+            start = end + 1;
+        }
         OneTrustReading { pairs }
+    }
+
+    fn onetrust((name, value): (&[u8], &[u8])) -> Option<(OneTrustCookie, Box<[u8]>)> {
+        let cookie = if name == CONSENT_COOKIE.as_bytes() {
+            OneTrustCookie::Consent
+        } else if name == ALERT_BOX_CLOSED_COOKIE.as_bytes() {
+            OneTrustCookie::AlertBoxClosed
+        } else {
+            return None;
+        };
+        Some((cookie, value.into()))
     }
 
     /// What the cookies say.
@@ -183,20 +192,18 @@ fn merge_copies(copies: Vec<OptanonConsent>) -> Option<OptanonConsent> {
     Some(merged)
 }
 
-/// The `name=value` pairs of a `Cookie` header: split on `;`, SP/HTAB trimmed,
-/// a DQUOTE-wrapped value unwrapped. A pair without `=` is skipped.
-fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    header.split(|&b| b == b';').filter_map(|pair| {
-        let pair = trim_ows(pair);
-        let eq = pair.iter().position(|&b| b == b'=')?;
-        let name = trim_ows(&pair[..eq]);
-        let value = trim_ows(&pair[eq + 1..]);
-        let value = match value {
-            [b'"', inner @ .., b'"'] => inner,
-            other => other,
-        };
-        Some((name, value))
-    })
+/// One `name=value` pair of a `Cookie` header (the text between two `;`):
+/// SP/HTAB trimmed, a DQUOTE-wrapped value unwrapped; `None` without `=`.
+fn cookie_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
+    let pair = trim_ows(pair);
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    let name = trim_ows(&pair[..eq]);
+    let value = trim_ows(&pair[eq + 1..]);
+    let value = match value {
+        [b'"', inner @ .., b'"'] => inner,
+        other => other,
+    };
+    Some((name, value))
 }
 
 fn trim_ows(bytes: &[u8]) -> &[u8] {
@@ -804,6 +811,28 @@ mod tests {
             // A OneTrust value changed is another reading.
             let changed = format!("{full}; OptanonAlertBoxClosed={other}");
             prop_assert_ne!(&reading, &OneTrustReading::of(changed.as_bytes()));
+        }
+
+        #[test]
+        fn the_reading_is_every_onetrust_pair_of_the_header_in_order(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("OptanonConsent"), Just("OptanonAlertBoxClosed"), Just("Optanon"),
+                    Just("xOptanonConsent"), Just(";"), Just("; "), Just("="), Just(" "),
+                    Just("\t"), Just("\""), Just("groups=C0001:1"), Just("a"), Just("é"),
+                ],
+                0..24,
+            ),
+        ) {
+            let header = parts.concat();
+            // Split into every pair, as a header is defined.
+            let every: Vec<_> = header
+                .as_bytes()
+                .split(|&b| b == b';')
+                .filter_map(cookie_pair)
+                .filter_map(OneTrustReading::onetrust)
+                .collect();
+            prop_assert_eq!(OneTrustReading::of(header.as_bytes()).pairs, every);
         }
 
         #[test]

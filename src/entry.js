@@ -8,7 +8,7 @@
 // Headers cross as one `name\nvalue\n…` string each way, not a call per
 // header. The loader (a GET on every page view) is likewise one synchronous
 // call (`loader_get`) once this isolate has the write key's destination list;
-// its body and header pairs are JS values kept with the rendered script.
+// its status, header pairs and body are one JS value kept with the rendered script.
 // Everything else, and any POST that is not a tracking post, goes to the Rust
 // `fetch` handler.
 //
@@ -42,8 +42,8 @@ export default {
       // The loader, when this isolate can render it at once; `undefined` otherwise.
       const loader = edge.loader_get(env, request, cookieOf(request), request.headers.get("sec-gpc") ?? undefined);
       if (loader === undefined) return new Edge(ctx, env).fetch(request);
-      const body = loader.body();
-      return new Response(body.length ? body : null, { status: loader.status(), headers: loader.headers() });
+      const [status, headers, body] = loader;
+      return new Response(body.length ? body : null, { status, headers });
     }
     if (request.method !== "POST") return new Edge(ctx, env).fetch(request);
     const headers = TRACK_HEADERS.map((name) => request.headers.get(name) ?? undefined);

@@ -2,21 +2,21 @@
 //! synchronous call, as tracking posts are: the loader is render-blocking on
 //! every page view, and the `fetch` handler's request and response
 //! conversions and future-to-promise bridge cost more than rendering it. The
-//! entry builds the `Response` from the reply's parts (headers packed in one
-//! string), not wasm through a call per header. Nothing here decides anything.
+//! entry builds the `Response` from the reply's parts, made into JS values once
+//! per rendered loader, not by wasm through a call per header. Nothing here
+//! decides anything.
 
 use super::{config, lists, loader, resolve_with, Served};
 use crate::handlers::{self, KeyedRoute};
 use crate::http::UrlParts;
 use crate::routes::{self, Route};
-use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
-use worker::js_sys::{Array, Uint8Array};
 use worker::web_sys::Request;
 use worker::Env;
 
-/// The loader's reply as [`Parts`], or `undefined` when the `fetch` handler
+/// The loader's reply as `[status, header pairs, body]`, the same JS value for
+/// every view of a rendered loader, or `undefined` when the `fetch` handler
 /// must answer: another route, or a write key whose destination list this
 /// isolate has not loaded yet (that needs KV, so an `await`).
 #[wasm_bindgen]
@@ -25,49 +25,23 @@ pub fn loader_get(
     request: &Request,
     cookie: Option<Vec<u8>>,
     sec_gpc: Option<String>,
-) -> Result<JsValue, JsValue> {
+) -> JsValue {
     let config = config(&env);
     let url = request.url();
     let Some(url) = UrlParts::parse(&url) else {
-        return Ok(JsValue::UNDEFINED);
+        return JsValue::UNDEFINED;
     };
     if routes::route(&config.path_prefix, url.path) != Some(Route::Loader) {
-        return Ok(JsValue::UNDEFINED);
+        return JsValue::UNDEFINED;
     }
     let write_key = match handlers::requested_write_key(&config, url.query, KeyedRoute::Loader) {
         Ok(write_key) => write_key,
-        Err(reply) => {
-            let served = Rc::new(Served::new(reply));
-            return Ok(Parts { served }.into());
-        }
+        Err(reply) => return Served::new(reply).js().into(),
     };
     let Some(list) = lists::cached(write_key) else {
-        return Ok(JsValue::UNDEFINED);
+        return JsValue::UNDEFINED;
     };
     let visitor = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
     let served = loader(&config, &env, &url, write_key, &list, &visitor);
-    Ok(Parts { served }.into())
-}
-
-/// A reply as the JS entry turns it into a `Response`.
-#[wasm_bindgen]
-pub struct Parts {
-    served: Rc<Served>,
-}
-
-#[wasm_bindgen]
-impl Parts {
-    pub fn status(&self) -> u16 {
-        self.served.reply.status
-    }
-
-    /// `[name, value]` pairs.
-    pub fn headers(&self) -> Array {
-        self.served.js().1.clone()
-    }
-
-    /// The body; empty for none.
-    pub fn body(&self) -> Uint8Array {
-        self.served.js().0.clone()
-    }
+    served.js().into()
 }

@@ -61,11 +61,11 @@ impl Resolved {
     }
 }
 
-/// A rendered loader. Its body and headers are made into JS values once, on
-/// the first view the entry serves: every `Response` copies them.
+/// A rendered loader. Its status, headers and body are made into one JS
+/// value once, on the first view the entry serves: every `Response` copies them.
 struct Served {
     reply: Reply,
-    js: OnceCell<(Uint8Array, Array)>,
+    js: OnceCell<Array>,
 }
 
 impl Served {
@@ -76,13 +76,16 @@ impl Served {
         }
     }
 
-    /// The body (empty for none) and the headers as `[name, value]` pairs.
-    fn js(&self) -> &(Uint8Array, Array) {
+    /// `[status, [[name, value], …], body]`, the body a `Uint8Array` (empty for none).
+    fn js(&self) -> &Array {
         self.js.get_or_init(|| {
-            let headers = self.reply.headers.iter().map(|(name, value)| {
-                Array::of2(&JsValue::from_str(name), &JsValue::from_str(value))
-            });
-            (Uint8Array::from(self.reply.bytes()), headers.collect())
+            let headers: Array = (self.reply.headers.iter())
+                .map(|(name, value)| {
+                    Array::of2(&JsValue::from_str(name), &JsValue::from_str(value))
+                })
+                .collect();
+            let body = Uint8Array::from(self.reply.bytes());
+            Array::of3(&self.reply.status.into(), &headers, &body)
         })
     }
 }
