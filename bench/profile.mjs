@@ -1,8 +1,8 @@
 // A CPU profile of the edge Worker's isolate under load, through workerd's
 // inspector: where a track or a 100-event batch spends its time (wasm
-// functions, JS glue, runtime calls). Loopback only; stops by itself.
+// functions, JS glue, runtime calls), or the loader GET. Loopback only; stops by itself.
 //
-//   node bench/profile.mjs [track|batch] [seconds]
+//   node bench/profile.mjs [track|batch|loader] [seconds]
 // For function names instead of wasm-function[N], build with symbols first:
 //   CARGO_PROFILE_RELEASE_STRIP=false bash scripts/build.sh
 // PROFILE_OUT=file.cpuprofile also saves the profile (Chrome DevTools opens it).
@@ -22,6 +22,7 @@ const fixture = (name) => readFileSync(join(root, "bench", "fixtures", name), "u
 const TRACK = fixture("track.json");
 const { path, body } = {
   track: { path: "/edge/api/v1/t", body: TRACK },
+  loader: { path: "/edge/loader.js", method: "GET" },
   batch: { path: "/edge/api/v1/b", body: JSON.stringify({ batch: Array.from({ length: 100 }, () => JSON.parse(TRACK)), writeKey: "wk_bench" }) },
 }[scenario];
 
@@ -86,7 +87,7 @@ try {
 
   const script = join(mkdtempSync(join(tmpdir(), "consent-edge-profile-")), "post.lua");
   const headers = { cookie: fixture("cookie.txt"), "content-type": "text/plain", authorization: "Basic " + Buffer.from("wk_bench:").toString("base64") };
-  writeFileSync(script, luaScript({ method: "POST", body, headers }, "edge.bench"));
+  writeFileSync(script, luaScript(scenario === "loader" ? { method: "GET", headers: { cookie: headers.cookie } } : { method: "POST", body, headers }, "edge.bench"));
   await wrk(script, url + path, 2); // warm up, let V8 tier up
   await call("Profiler.enable");
   await call("Profiler.setSamplingInterval", { interval: 50 });

@@ -5,16 +5,16 @@
 // the post crosses into wasm in one synchronous call (`track_post`), which
 // decides it and hands back what to send upstream; this module sends it, and
 // a second call (`track_answer`) gives the headers of the visitor's answer.
-// Headers cross as one `name\nvalue\n…` string each way, not a call per
-// header. The loader (a GET on every page view) is likewise one synchronous
+// A post's headers cross as one `name\nvalue\n…` string each way, not a call
+// per header. The loader (a GET on every page view) is likewise one synchronous
 // call (`loader_get`) once this isolate has the write key's destination list;
 // its status, header pairs and body are one JS value kept with the rendered script.
 // Everything else, and any POST that is not a tracking post, goes to the Rust
 // `fetch` handler.
 //
 // Every call goes through an instance of worker-build's entrypoint class, so
-// its recovery from a wasm trap (a fresh instance on the next request) covers
-// these calls too.
+// its recovery from a wasm trap (a fresh wasm instance on the next call)
+// covers these calls too.
 import Edge from "./index.js";
 
 /** The request headers a tracking post needs, in `track_post`'s order, the cookie apart. */
