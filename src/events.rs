@@ -286,7 +286,7 @@ struct Repeat {
 /// What a consent decides on a destination set for an event that states
 /// nothing of its own, and the receipt its events carry: the same for every
 /// request of a visitor on one list, so the Worker keeps it with the consent.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Decided {
     resolution: Rc<Resolution>,
     /// `context.consent.receipt`; `None` with `RECEIPTS = "off"`.
@@ -302,7 +302,7 @@ impl Decided {
     }
 
     /// What the loader embeds.
-    pub fn resolution(&self) -> &Resolution {
+    pub fn resolution(&self) -> &Rc<Resolution> {
         &self.resolution
     }
 }
@@ -1447,8 +1447,8 @@ mod tests {
             let enforcer = Enforcer::new(&f.config, &f.set, &f.state, None);
             let decided = Decided::new(&f.config, &f.set, &f.state);
             assert_eq!(
-                decided.resolution(),
-                &enforcer.decide(&Stamp::default()),
+                **decided.resolution(),
+                enforcer.decide(&Stamp::default()),
                 "{cookie}"
             );
         }

@@ -15,6 +15,7 @@ use crate::refresh::{short_key, RefreshStatus};
 use crate::routes::query_param;
 use crate::rules::RulesDigest;
 use crate::time::parse_rfc3339;
+use std::rc::Rc;
 
 /// How long the proxy waits for Segment before answering 504.
 pub const UPSTREAM_TIMEOUT_MS: u32 = 10_000;
@@ -105,7 +106,7 @@ pub struct LoaderKey {
     origin: String,
     page: bool,
     write_key: String,
-    pub resolution: Resolution,
+    pub resolution: Rc<Resolution>,
     pub hold_ms: u32,
 }
 
@@ -114,7 +115,7 @@ impl LoaderKey {
         url: &UrlParts<'_>,
         write_key: &str,
         list: u64,
-        resolution: &Resolution,
+        resolution: Rc<Resolution>,
         hold_ms: u32,
     ) -> Self {
         LoaderKey {
@@ -122,7 +123,7 @@ impl LoaderKey {
             origin: url.origin(),
             page: loader_pages(url),
             write_key: write_key.to_owned(),
-            resolution: resolution.clone(),
+            resolution,
             hold_ms,
         }
     }

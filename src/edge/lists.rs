@@ -21,8 +21,9 @@ const KV_CACHE_TTL_SECONDS: u64 = 60;
 #[derive(Clone)]
 pub struct Loaded {
     pub set: Rc<DestinationSet>,
-    /// `None`: no list yet, the `ALL_DEFAULT` failsafe applies.
-    pub fetched_at: Option<String>,
+    /// `None`: no list yet, the `ALL_DEFAULT` failsafe applies. Shared:
+    /// every request takes a copy of its list.
+    pub fetched_at: Option<Rc<str>>,
     /// Which list this is in this isolate (0: the failsafe): what is cached
     /// from a list is cached under it.
     pub generation: u64,
@@ -130,7 +131,7 @@ pub fn remember(config: &Config, write_key: &str, list: DestinationList) -> Load
     });
     let loaded = Loaded {
         set: Rc::new(DestinationSet::new(&list.destinations, config)),
-        fetched_at: Some(list.fetched_at),
+        fetched_at: Some(list.fetched_at.into()),
         generation,
     };
     let entry = Entry {

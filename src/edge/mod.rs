@@ -288,7 +288,7 @@ fn loader(
         let point = metrics::loader(config, state, resolution, hold_ms > 0, write_key);
         analytics::write(&dataset, &point);
     }
-    let key = LoaderKey::new(url, write_key, list.generation, resolution, hold_ms);
+    let key = LoaderKey::new(url, write_key, list.generation, resolution.clone(), hold_ms);
     if let Some(served) = LOADERS.with(|memo| memo.borrow().get(&key).cloned()) {
         return served;
     }
