@@ -15,11 +15,24 @@ impl<K: PartialEq, V> Memo<K, V> {
         }
     }
 
-    pub fn get(&self, key: &K) -> Option<&V> {
+    /// The value kept for `key`, or `make(&key)` kept and returned.
+    pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce(&K) -> V) -> V
+    where
+        V: Clone,
+    {
+        if let Some(value) = self.get(&key) {
+            return value.clone();
+        }
+        let value = make(&key);
+        self.insert(key, value.clone());
+        value
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    pub fn insert(&mut self, key: K, value: V) {
+    fn insert(&mut self, key: K, value: V) {
         if self.entries.len() >= self.capacity {
             self.entries.clear();
         }
@@ -40,7 +53,13 @@ mod tests {
             (memo.get(&"a"), memo.get(&"b"), memo.get(&"c")),
             (Some(&1), Some(&2), None)
         );
-        memo.insert("c", 3);
+        let made = memo.get_or_insert_with("c", |k| k.len() + 2);
+        assert_eq!(made, 3);
+        assert_eq!(
+            memo.get_or_insert_with("c", |_| 9),
+            3,
+            "kept, not made again"
+        );
         assert_eq!(
             (memo.get(&"a"), memo.get(&"c")),
             (None, Some(&3)),

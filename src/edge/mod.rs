@@ -289,19 +289,19 @@ fn loader(
         analytics::write(&dataset, &point);
     }
     let key = LoaderKey::new(url, write_key, list.generation, resolution.clone(), hold_ms);
-    if let Some(served) = LOADERS.with(|memo| memo.borrow().get(&key).cloned()) {
-        return served;
-    }
-    let served = Rc::new(Served::new(handlers::loader(
-        config,
-        url,
-        write_key,
-        &list.set,
-        &key.resolution,
-        key.hold_ms,
-    )));
-    LOADERS.with(|memo| memo.borrow_mut().insert(key, served.clone()));
-    served
+    LOADERS.with(|memo| {
+        memo.borrow_mut().get_or_insert_with(key, |key| {
+            let reply = handlers::loader(
+                config,
+                url,
+                write_key,
+                &list.set,
+                &key.resolution,
+                key.hold_ms,
+            );
+            Rc::new(Served::new(reply))
+        })
+    })
 }
 
 fn resolve(config: &Config, req: &web_sys::Request) -> Rc<Resolved> {
@@ -335,16 +335,15 @@ fn resolve_with(
         sec_gpc: handlers::is_gpc(sec_gpc),
         country: country.as_deref(),
     };
-    let key = VisitorKey::of(visitor);
-    if let Some(resolved) = VISITORS.with(|memo| memo.borrow().get(&key).cloned()) {
-        return resolved;
-    }
-    let resolved = Rc::new(Resolved {
-        state: key.resolve(config),
-        decided: RefCell::default(),
-    });
-    VISITORS.with(|memo| memo.borrow_mut().insert(key, resolved.clone()));
-    resolved
+    VISITORS.with(|memo| {
+        memo.borrow_mut()
+            .get_or_insert_with(VisitorKey::of(visitor), |key| {
+                Rc::new(Resolved {
+                    state: key.resolve(config),
+                    decided: RefCell::default(),
+                })
+            })
+    })
 }
 
 /// CDN files come from the Cache API when Segment allows it; settings are
