@@ -157,7 +157,13 @@ impl<'a> UrlParts<'a> {
 
     /// `scheme://host`: what a browser sends as `Origin` for this URL.
     pub fn origin(&self) -> String {
-        format!("{}://{}", self.scheme, self.host).to_ascii_lowercase()
+        // One allocation: `format!` and a lowercased copy of it showed in the loader's profile.
+        let mut origin = String::with_capacity(self.scheme.len() + 3 + self.host.len());
+        origin.push_str(self.scheme);
+        origin.push_str("://");
+        origin.push_str(self.host);
+        origin.make_ascii_lowercase();
+        origin
     }
 }
 
