@@ -5,7 +5,12 @@
 // the same load generator (wrk), in one run.
 // Loopback only; every run stops by itself.
 //
-//   node bench/run.mjs [--seconds 8] [--connections 8] [--rounds 3] [--only loader,track,batch100,batch100-mixed] [--workers edge,edge-metrics]
+//   node bench/run.mjs [--seconds 8] [--connections 8] [--rounds 3] [--warmup 2] [--only loader,loader-visitors,track,batch100,batch100-mixed] [--workers edge,edge-metrics]
+//
+// Every Worker first serves each scenario unmeasured for `--warmup` seconds
+// (its JIT and wasm tiers, its memos, the list in its isolate), and the order
+// the Workers run in turns by one each round, so that neither the first
+// round's warm-up nor a fixed neighbour is counted against one Worker.
 import { Miniflare } from "miniflare";
 import http from "node:http";
 import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
@@ -19,6 +24,7 @@ const args = Object.fromEntries(process.argv.slice(2).join(" ").split("--").filt
 const SECONDS = Number(args.seconds ?? 8);
 const CONNECTIONS = Number(args.connections ?? 8);
 const ROUNDS = Number(args.rounds ?? 3);
+const WARMUP = Number(args.warmup ?? 2);
 const ONLY = args.only ? args.only.split(",") : null;
 
 const fixture = (name) => readFileSync(join(root, "bench", "fixtures", name), "utf8");
@@ -55,6 +61,9 @@ const SCENARIOS = [
   // The floor: an unknown path, answered 404 by each Worker with no work at all.
   { name: "404", method: "GET", path: "/edge/nothing-here", headers: {}, status: 404 },
   { name: "loader", method: "GET", path: "/edge/loader.js", headers: { cookie: COOKIE } },
+  // The same view, each from a new visitor with the same choices (its own
+  // OneTrust consentId): the isolate's memo of visitors never helps.
+  { name: "loader-visitors", method: "GET", path: "/edge/loader.js", headers: { cookie: COOKIE }, visitor: COOKIE.match(/consentId=([^&;]+)/)[1] },
   { name: "track", method: "POST", path: "/edge/api/v1/t", body: TRACK, headers: { cookie: COOKIE, "content-type": "text/plain", authorization: AUTH } },
   { name: "batch100", method: "POST", path: "/edge/api/v1/b", body: BATCH, headers: { cookie: COOKIE, "content-type": "text/plain", authorization: AUTH } },
   { name: "batch100-mixed", method: "POST", path: "/edge/api/v1/b", body: MIXED, headers: { cookie: COOKIE, "content-type": "text/plain", authorization: AUTH } },
@@ -97,7 +106,11 @@ function request(base, { method, path, headers, body }, host) {
   });
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length / 2;
+  return Number.isInteger(mid) ? (sorted[mid - 1] + sorted[mid]) / 2 : sorted[Math.floor(mid)];
+};
 
 async function main() {
   const template = readFileSync(join(root, "static", "loader.min.js"), "utf8");
@@ -143,11 +156,22 @@ async function main() {
         if (s.name === "loader") results[`${worker}:loaderGzip`] = gzipSync(body).length;
       }
     }
+    const scenarios = SCENARIOS.filter((s) => !ONLY || ONLY.includes(s.name));
+    const scriptFor = (s, worker) => {
+      const script = join(dir, `${worker}-${s.name}.lua`);
+      writeFileSync(script, luaScript(s, `${worker}.bench`));
+      return script;
+    };
+    if (WARMUP > 0) {
+      for (const s of scenarios) {
+        for (const worker of RUN) await run("wrk", ["-t1", `-c${CONNECTIONS}`, `-d${WARMUP}s`, "-s", scriptFor(s, worker), url + s.path]);
+      }
+    }
     for (let round = 0; round < ROUNDS; round++) {
-      for (const s of SCENARIOS.filter((s) => !ONLY || ONLY.includes(s.name))) {
-        for (const worker of RUN) {
-          const script = join(dir, `${worker}-${s.name}.lua`);
-          writeFileSync(script, luaScript(s, `${worker}.bench`));
+      const order = [...RUN.slice(round % RUN.length), ...RUN.slice(0, round % RUN.length)];
+      for (const s of scenarios) {
+        for (const worker of order) {
+          const script = scriptFor(s, worker);
           const cpuBefore = await workerdCpuSeconds();
           const out = await run("wrk", ["-t1", `-c${CONNECTIONS}`, `-d${SECONDS}s`, "--latency", "-s", script, url + s.path]);
           const cpu = (await workerdCpuSeconds()) - cpuBefore;
@@ -177,7 +201,7 @@ async function main() {
       rows.push(`| ${s.name} | ${WORKERS[worker]} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${rps.toFixed(0)} | ${(p50 / baseP50).toFixed(2)}x | ${(rps / baseRps).toFixed(2)}x | ${cpu.toFixed(3)} |`);
     }
   }
-  console.log(`\n${ROUNDS} rounds × ${SECONDS} s, ${CONNECTIONS} connections, wrk 1 thread; medians; ratios to the pass-through JS Worker\n`);
+  console.log(`\n${ROUNDS} rounds × ${SECONDS} s after ${WARMUP} s of warm-up, ${CONNECTIONS} connections, wrk 1 thread; medians; ratios to the pass-through JS Worker\n`);
   console.log("| scenario | worker | p50 ms | p99 ms | req/s | p50 ratio | req/s ratio | workerd CPU ms/req |");
   console.log("|---|---|---|---|---|---|---|---|");
   console.log(rows.join("\n"));

@@ -2,11 +2,26 @@
 // running a command to completion.
 import { spawn } from "node:child_process";
 
-/** A wrk script sending one request shape, to the Worker that answers `host`. */
-export function luaScript({ method, body, headers }, host) {
+/**
+ * A wrk script sending one request shape, to the Worker that answers `host`.
+ * With `visitor`, a text in the cookie that each request replaces with a
+ * number of its own: every request comes from a new visitor.
+ */
+export function luaScript({ method, body, headers, visitor }, host) {
   const lines = [`wrk.method = "${method}"`, `wrk.headers["Host"] = "${host}"`];
   for (const [k, v] of Object.entries(headers)) lines.push(`wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`);
   if (body) lines.push(`wrk.body = ${luaString(body)}`);
+  if (visitor) {
+    const [before, after] = headers.cookie.split(visitor);
+    lines.push(
+      `local before, after, n = ${luaString(before)}, ${luaString(after)}, 0`,
+      "request = function()",
+      "  n = n + 1",
+      `  wrk.headers["cookie"] = before .. string.format("%0${visitor.length}d", n) .. after`,
+      "  return wrk.format()",
+      "end",
+    );
+  }
   return lines.join("\n") + "\n";
 }
 
