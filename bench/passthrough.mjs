@@ -4,7 +4,8 @@
 // set to "read", each body is read whole first and sent on as it came (the
 // least a Worker that looks at events must do); with "json" it is also
 // JSON.parse'd and stringified (the least a JS Worker that edited events would
-// do).
+// do). With COOKIE set to "read", the loader reads the `Cookie` header first:
+// the least any loader that depends on the visitor's consent must do.
 import template from "./loader-template.txt";
 
 const DATA = JSON.stringify({
@@ -24,6 +25,7 @@ export default {
   async fetch(request, env) {
     const url = new URL(request.url);
     if (url.pathname === "/edge/loader.js") {
+      if (env.COOKIE === "read" && request.headers.get("cookie") === null) return new Response("no cookie", { status: 400 });
       return new Response(LOADER, {
         headers: { "content-type": "application/javascript; charset=utf-8", "cache-control": "private, max-age=0", vary: "Cookie" },
       });

@@ -1,7 +1,7 @@
 // Worker-level benchmark: the built Worker against a plain JavaScript
 // pass-through Worker (same routes, no consent logic), one that reads each
-// body whole before sending it on and one that also JSON.parse/stringify's
-// it, all in the same workerd, in front of the same upstream Worker, under
+// body whole before sending it on, one that also JSON.parse/stringify's it
+// and one whose loader reads the `Cookie` header, all in the same workerd, in front of the same upstream Worker, under
 // the same load generator (wrk), in one run.
 // Loopback only; every run stops by itself.
 //
@@ -52,6 +52,7 @@ const WORKERS = {
   js: "pass-through JS",
   "js-read": "JS reading the body",
   "js-json": "JS + JSON.parse/stringify",
+  "js-cookie": "JS reading the cookie",
 };
 
 // The streaming pass-through is the baseline of every ratio: always run.
@@ -115,14 +116,14 @@ const median = (xs) => {
 async function main() {
   const template = readFileSync(join(root, "static", "loader.min.js"), "utf8");
   const dir = mkdtempSync(join(tmpdir(), "consent-edge-bench-"));
-  const passthrough = (name, body) => ({
+  const passthrough = (name, bindings = {}) => ({
     name,
     modules: [
       { type: "ESModule", path: join(root, "bench", "passthrough.mjs"), contents: readFileSync(join(root, "bench", "passthrough.mjs"), "utf8") },
       { type: "Text", path: join(root, "bench", "loader-template.txt"), contents: template },
     ],
     compatibilityDate: "2026-04-01",
-    bindings: body ? { BODY: body } : {},
+    bindings,
     routes: [`${name}.bench/*`],
     outboundService: "upstream",
   });
@@ -136,8 +137,9 @@ async function main() {
       // (it takes each data point and discards it): what metrics cost the Worker.
       { ...edgeWorker({ vars: { WRITE_KEYS: "wk_bench" }, outbound: "upstream", name: "edge-metrics", metrics: "local" }), routes: ["edge-metrics.bench/*"] },
       passthrough("js"),
-      passthrough("js-read", "read"),
-      passthrough("js-json", "json"),
+      passthrough("js-read", { BODY: "read" }),
+      passthrough("js-json", { BODY: "json" }),
+      passthrough("js-cookie", { COOKIE: "read" }),
       { name: "upstream", modules: true, scriptPath: join(root, "bench", "upstream.mjs"), compatibilityDate: "2026-04-01" },
     ],
   });
