@@ -1,8 +1,9 @@
 // Worker-level benchmark: the built Worker against a plain JavaScript
 // pass-through Worker (same routes, no consent logic), one that reads each
 // body whole before sending it on, one that also JSON.parse/stringify's it
-// and one whose loader reads the `Cookie` header, all in the same workerd, in front of the same upstream Worker, under
-// the same load generator (wrk), in one run.
+// and one whose loader reads the `Cookie` header, all in the same workerd, in
+// front of the same upstream Worker, under the same load generator (wrk), in
+// one run.
 // Loopback only; every run stops by itself.
 //
 //   node bench/run.mjs [--seconds 8] [--connections 8] [--rounds 3] [--warmup 2] [--only loader,loader-visitors,track,batch100,batch100-mixed] [--workers edge,edge-metrics]
