@@ -82,18 +82,30 @@ impl Reply {
 
 /// Headers as one `name\nvalue\n…` string: the JS entry builds a request or
 /// a response from it, one string crossing out of wasm instead of a call per
-/// header. Names and values never hold a line break (the runtime refuses
-/// them in headers); a pair that does is left out rather than split wrong.
+/// header. Each name comes once, its values joined with `, ` as `Headers`
+/// joins them, so the entry can make it a plain object (which the runtime
+/// converts faster than a list of pairs). Names and values never hold a line
+/// break (the runtime refuses them in headers); a pair that does is left out
+/// rather than split wrong.
 pub fn pack_headers(headers: &[(&'static str, String)]) -> String {
-    let mut packed =
-        String::with_capacity(headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
-    for (name, value) in headers
+    let sendable: Vec<&(&str, String)> = headers
         .iter()
         .filter(|(n, v)| !n.contains('\n') && !v.contains('\n'))
-    {
+        .collect();
+    let mut packed =
+        String::with_capacity(sendable.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+    for (i, (name, value)) in sendable.iter().enumerate() {
+        let named = |(other, _): &&(&str, String)| other.eq_ignore_ascii_case(name);
+        if sendable[..i].iter().copied().any(|pair| named(&pair)) {
+            continue;
+        }
         packed.push_str(name);
         packed.push('\n');
         packed.push_str(value);
+        for (_, later) in sendable[i + 1..].iter().copied().filter(named) {
+            packed.push_str(", ");
+            packed.push_str(later);
+        }
         packed.push('\n');
     }
     packed
@@ -184,6 +196,21 @@ mod tests {
             "content-type\ntext/plain\nx-empty\n\nvary\nOrigin\n"
         );
         assert_eq!(pack_headers(&[]), "");
+    }
+
+    #[test]
+    fn a_name_packed_twice_comes_once_with_its_values_joined() {
+        let headers = vec![
+            ("vary", "Cookie, Sec-GPC".to_owned()),
+            ("content-type", "application/json".to_owned()),
+            ("Vary", "Origin".to_owned()),
+            ("x-broken", "a\nb".to_owned()),
+            ("x-broken", "c".to_owned()),
+        ];
+        assert_eq!(
+            pack_headers(&headers),
+            "vary\nCookie, Sec-GPC, Origin\ncontent-type\napplication/json\nx-broken\nc\n"
+        );
     }
 
     #[test]

@@ -15,10 +15,11 @@ use wasm_bindgen::JsValue;
 use worker::web_sys::Request;
 use worker::Env;
 
-/// The loader's reply as `[status, header pairs, body]`, the same JS value for
+/// The loader's reply as `[status, Headers, body]`, the same JS value for
 /// every view of a rendered loader, or `undefined` when the `fetch` handler
-/// must answer: another route, or a write key whose destination list this
-/// isolate has not loaded yet (that needs KV, so an `await`).
+/// must answer: another route, a write key whose destination list this
+/// isolate has not loaded yet (that needs KV, so an `await`), or a reply the
+/// runtime refuses to make into headers (the handler answers that too).
 #[wasm_bindgen]
 pub fn loader_get(
     env: Env,
@@ -36,12 +37,16 @@ pub fn loader_get(
     }
     let write_key = match handlers::requested_write_key(&config, url.query, KeyedRoute::Loader) {
         Ok(write_key) => write_key,
-        Err(reply) => return Served::new(reply).js().into(),
+        Err(reply) => {
+            return Served::new(reply)
+                .js()
+                .map_or(JsValue::UNDEFINED, JsValue::from)
+        }
     };
     let Some(list) = lists::cached(write_key) else {
         return JsValue::UNDEFINED;
     };
     let visitor = resolve_with(&config, request, cookie.as_deref(), sec_gpc.as_deref());
     let served = loader(&config, &env, &url, write_key, &list, &visitor);
-    served.js().into()
+    served.js().map_or(JsValue::UNDEFINED, JsValue::from)
 }
