@@ -44,12 +44,13 @@ setup-bench:
 	bash scripts/setup.sh bench
 
 # The pure core natively and as wasm in V8, then the built Worker vs
-# pass-through JS Workers.
+# pass-through JS Workers, through wrk and with each handler alone.
 bench: setup-bench build
 	cargo bench --bench core
 	cargo build --release --target wasm32-unknown-unknown --manifest-path bench/wasm-core/Cargo.toml
 	node bench/wasm-core/run.mjs
 	node bench/run.mjs
+	node bench/insitu.mjs
 
 fuzz:
 	bash scripts/fuzz.sh

@@ -19,7 +19,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { edgeWorker, root } from "../dev/stack.mjs";
-import { luaScript, run } from "./wrk.mjs";
+import { luaScript, median, run } from "./wrk.mjs";
+import { pin, workerdCpuSeconds } from "./workerd.mjs";
 
 const args = Object.fromEntries(process.argv.slice(2).join(" ").split("--").filter(Boolean).map((a) => a.trim().split(/\s+/)));
 const SECONDS = Number(args.seconds ?? 8);
@@ -86,27 +87,6 @@ function parseWrk(out) {
   return { p50: ms(p50?.[1] ?? ""), p99: ms(p99?.[1] ?? ""), rps: Number(rps?.[1]), non2xx: Number(non2xx?.[1] ?? 0) };
 }
 
-/** CPU seconds used so far by this run's workerd (Linux; not other runs' on the same box). */
-async function workerdCpuSeconds() {
-  const out = await run("sh", ["-c", `for p in $(pgrep -P ${process.pid} -f 'workerd serve'); do cat /proc/$p/stat; done`]);
-  const ticks = out.trim().split("\n").filter(Boolean).reduce((sum, line) => {
-    const fields = line.slice(line.lastIndexOf(")") + 2).split(" ");
-    return sum + Number(fields[11]) + Number(fields[12]); // utime + stime
-  }, 0);
-  return ticks / 100;
-}
-
-/**
- * workerd (every thread) on the second core; this script on the first, and
- * with it wrk, which inherits its affinity: the load generator never takes
- * CPU from the Workers it measures, on a box with two cores.
- */
-async function pin() {
-  const workerd = (await run("pgrep", ["-P", String(process.pid), "-f", "workerd serve"])).trim().split("\n");
-  for (const pid of workerd) await run("taskset", ["-a", "-p", "-c", "1", pid]);
-  await run("taskset", ["-a", "-p", "-c", "0", String(process.pid)]);
-}
-
 /** One request with its own Host header (fetch drops it), to pick the worker. */
 function request(base, { method, path, headers, body }, host) {
   return new Promise((resolve, reject) => {
@@ -119,12 +99,6 @@ function request(base, { method, path, headers, body }, host) {
     req.end(body);
   });
 }
-
-const median = (xs) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length / 2;
-  return Number.isInteger(mid) ? (sorted[mid - 1] + sorted[mid]) / 2 : sorted[Math.floor(mid)];
-};
 
 async function main() {
   const template = readFileSync(join(root, "static", "loader.min.js"), "utf8");

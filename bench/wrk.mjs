@@ -1,5 +1,5 @@
-// What the benchmarks share to drive wrk: a request as a wrk Lua script, and
-// running a command to completion.
+// What the benchmarks share: a request as a wrk Lua script, running a
+// command to completion, the median of their rounds.
 import { spawn } from "node:child_process";
 
 /**
@@ -40,4 +40,11 @@ export function run(cmd, argv) {
     child.stderr.on("data", (d) => (out += d));
     child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} exited ${code}: ${out}`))));
   });
+}
+
+/** The median; of an even count, the mean of the middle two. */
+export function median(xs) {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length / 2;
+  return Number.isInteger(mid) ? (sorted[mid - 1] + sorted[mid]) / 2 : sorted[Math.floor(mid)];
 }
