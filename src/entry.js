@@ -78,10 +78,10 @@ export default {
 };
 
 /**
- * Headers from `name\nvalue\n…`, as wasm packs them (each name once, and
- * only names of its own: never `__proto__`), as an
- * object: the runtime makes a `Headers` from an object at about a third of
- * what a list of pairs costs it.
+ * Headers from `name\nvalue\n…`, as wasm packs them, as an object: the
+ * runtime makes a `Headers` from an object at about a third of what a list
+ * of pairs costs it. Wasm packs each name once, and only names of its own
+ * (never `__proto__`).
  */
 function unpack(packed) {
   const parts = packed.split("\n");

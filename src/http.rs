@@ -96,7 +96,7 @@ pub fn pack_headers(headers: &[(&'static str, String)]) -> String {
         String::with_capacity(sendable.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
     for (i, (name, value)) in sendable.iter().enumerate() {
         let named = |(other, _): &&(&str, String)| other.eq_ignore_ascii_case(name);
-        if sendable[..i].iter().copied().any(|pair| named(&pair)) {
+        if sendable[..i].iter().any(named) {
             continue;
         }
         packed.push_str(name);

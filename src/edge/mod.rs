@@ -64,8 +64,7 @@ impl Resolved {
 /// A rendered loader. Its status, headers and body are made into one JS
 /// value once, on the first view the entry serves: every `Response` copies them.
 /// The headers are a `Headers` object: the runtime converts a list of pairs
-/// anew on every `Response` it builds, which cost a view more than the rest
-/// of the entry's own work (issue 18).
+/// anew for every `Response`, at about twice what copying a `Headers` costs it.
 struct Served {
     reply: Reply,
     js: OnceCell<Array>,
