@@ -4,7 +4,7 @@
 // workerd to the upstream Worker, as in `bench/run.mjs`), and workerd's CPU
 // time over that one request, divided by `--n`, is the handler's per-request
 // cost. Every handler runs in the same isolate, with workerd on a core of its
-// own. Loopback only; stops by itself.
+// own where the box has two. Loopback only; stops by itself.
 //
 //   node bench/insitu.mjs [--n 3000] [--rounds 7] [--only loader,track] [--workers edge,js-read,js-json,js-cookie]
 //
@@ -13,6 +13,7 @@
 // (the kernel counts CPU time in 10 ms ticks).
 import { Miniflare } from "miniflare";
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { root, wranglerVars } from "../dev/stack.mjs";
 import { pin, workerdCpuSeconds } from "./workerd.mjs";
@@ -57,7 +58,8 @@ const mf = new Miniflare({
 
 try {
   const url = (await mf.ready).href;
-  await pin();
+  const pinned = availableParallelism() > 1;
+  if (pinned) await pin();
   // The destination list the Worker would have after a cron refresh.
   const kv = await mf.getKVNamespace("DESTINATIONS", "driver");
   await kv.put("v1:destinations:wk_bench", fixture("destinations.json"));
@@ -78,7 +80,7 @@ try {
     }
   }
   const counts = SCENARIOS.map((s) => `${N[s]} ${s === "loader" ? "views" : "posts"}`).join(", ");
-  console.log(`\n${ROUNDS} rounds of ${counts} per handler, every handler in one isolate, workerd on a core of its own; medians; ratios to the pass-through JS handler\n`);
+  console.log(`\n${ROUNDS} rounds of ${counts} per handler, every handler in one isolate${pinned ? ", workerd on a core of its own" : ""}; medians; ratios to the pass-through JS handler\n`);
   console.log("| scenario | worker | CPU µs/request | ratio | rounds (min–max) |");
   console.log("|---|---|---|---|---|");
   for (const scenario of SCENARIOS) {
