@@ -88,21 +88,23 @@ impl Reply {
 /// break (the runtime refuses them in headers); a pair that does is left out
 /// rather than split wrong.
 pub fn pack_headers(headers: &[(&'static str, String)]) -> String {
-    let sendable: Vec<&(&str, String)> = headers
-        .iter()
-        .filter(|(n, v)| !n.contains('\n') && !v.contains('\n'))
-        .collect();
+    let sendable = |(n, v): &&(&str, String)| !n.contains('\n') && !v.contains('\n');
     let mut packed =
-        String::with_capacity(sendable.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
-    for (i, (name, value)) in sendable.iter().enumerate() {
-        let named = |(other, _): &&(&str, String)| other.eq_ignore_ascii_case(name);
-        if sendable[..i].iter().any(named) {
+        String::with_capacity(headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+    for (i, pair) in headers
+        .iter()
+        .enumerate()
+        .filter(|(_, pair)| sendable(pair))
+    {
+        let (name, value) = pair;
+        let named = |other: &&(&str, String)| sendable(other) && other.0.eq_ignore_ascii_case(name);
+        if headers[..i].iter().any(|other| named(&other)) {
             continue;
         }
         packed.push_str(name);
         packed.push('\n');
         packed.push_str(value);
-        for (_, later) in sendable[i + 1..].iter().copied().filter(named) {
+        for (_, later) in headers[i + 1..].iter().filter(named) {
             packed.push_str(", ");
             packed.push_str(later);
         }
